@@ -1,0 +1,156 @@
+"""Actor and critic MLPs whose every weight has a leading run dimension.
+
+A run group trains R independent runs at once: a layer holds ``weight [R, out, in]`` and
+``bias [R, out]`` and applies all R runs in one batched matmul. R = 1 is an ordinary network.
+
+Plasticity plug-ins (CBP, ReDo, ...) see a network as a list of :class:`HiddenLayer` records
+(incoming Linear, activation, outgoing Linear) and read the features that the most recent forward
+pass produced, so they work on the actor, the critic and any MLP built from :class:`MLP`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS = {"relu": nn.functional.relu, "tanh": torch.tanh, "identity": lambda x: x}
+
+
+def run_generators(seeds: Sequence[int], salt: int) -> list[torch.Generator]:
+    """One CPU generator per run, seeded from (run seed, salt), so that run r of a group draws
+    exactly what it would draw alone."""
+    return [torch.Generator().manual_seed(int(s) * 1_000_003 + salt) for s in seeds]
+
+
+def lecun_uniform_(weight: Tensor, generators: Sequence[torch.Generator]) -> None:
+    """Fill ``weight [R, out, in]`` in place with U(-sqrt(3/in), sqrt(3/in)), run r from generator r."""
+    bound = math.sqrt(3.0 / weight.shape[-1])
+    for r, gen in enumerate(generators):
+        sample = torch.rand(weight.shape[1:], generator=gen, dtype=weight.dtype) * 2 - 1
+        weight.data[r].copy_(sample * bound)
+
+
+class BatchedLinear(nn.Module):
+    """R independent Linear layers applied in one batched matmul.
+
+    Attributes:
+        weight: ``[R, out_features, in_features]``.
+        bias: ``[R, out_features]``.
+    """
+
+    def __init__(self, num_runs: int, in_features: int, out_features: int):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = nn.Parameter(torch.zeros(num_runs, out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(num_runs, out_features))
+
+    def init_bound(self) -> float:
+        """Half-width of the LeCun uniform init: sqrt(3 / fan_in)."""
+        return math.sqrt(3.0 / self.in_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [R, B, in] -> [R, B, out]``."""
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+
+
+@dataclass(frozen=True)
+class HiddenLayer:
+    """One hidden layer as plug-ins see it: units are the outputs of ``incoming``, fed through
+    ``activation`` and read by ``outgoing``. ``index`` locates its features in ``network.features``."""
+
+    name: str
+    network: MLP
+    index: int
+    incoming: BatchedLinear
+    outgoing: BatchedLinear
+    activation: str
+
+    @property
+    def width(self) -> int:
+        return self.incoming.out_features
+
+    def features(self) -> Tensor | None:
+        """Post-activation output of the most recent forward pass, ``[R, B, width]`` (detached)."""
+        feats = self.network.features
+        return feats[self.index] if feats else None
+
+
+class MLP(nn.Module):
+    """Batched MLP ``in -> hidden... -> out`` with a leading run dimension.
+
+    After each forward pass ``self.features`` holds the detached post-activation output of every
+    hidden layer, ``[R, B, width]`` each: the acting pass feeds the metrics, the update pass feeds
+    the plug-ins. Keeping references costs no copy.
+    """
+
+    def __init__(
+        self,
+        num_runs: int,
+        in_dim: int,
+        hidden: Sequence[int],
+        out_dim: int,
+        activation: str = "relu",
+        name: str = "mlp",
+    ):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; known: {sorted(ACTIVATIONS)}")
+        self.name = name
+        self.num_runs = num_runs
+        self.activation = activation
+        dims = [in_dim, *hidden, out_dim]
+        self.layers = nn.ModuleList(BatchedLinear(num_runs, a, b) for a, b in itertools.pairwise(dims))
+        self.features: list[Tensor] = []
+
+    def reset_parameters(self, generators: Sequence[torch.Generator]) -> None:
+        """LeCun uniform weights (per run, from its generator), zero biases."""
+        with torch.no_grad():
+            for layer in self.layers:
+                lecun_uniform_(layer.weight, generators)
+                layer.bias.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [R, B, in] -> [R, B, out]``; records hidden features in ``self.features``."""
+        act = ACTIVATIONS[self.activation]
+        feats = []
+        for layer in self.layers[:-1]:
+            x = act(layer(x))
+            feats.append(x.detach())
+        self.features = feats
+        return self.layers[-1](x)
+
+    def hidden_layers(self) -> list[HiddenLayer]:
+        return [
+            HiddenLayer(f"{self.name}.{i}", self, i, self.layers[i], self.layers[i + 1], self.activation)
+            for i in range(len(self.layers) - 1)
+        ]
+
+
+class Actor(nn.Module):
+    """Gaussian policy: mean from an MLP, state-independent ``log_std [R, act_dim]`` (init 0)."""
+
+    def __init__(self, num_runs: int, obs_dim: int, act_dim: int, hidden: Sequence[int], activation: str):
+        super().__init__()
+        self.mlp = MLP(num_runs, obs_dim, hidden, act_dim, activation, name="actor")
+        self.log_std = nn.Parameter(torch.zeros(num_runs, act_dim))
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """``obs [R, B, obs_dim] -> (mean [R, B, act_dim], std [R, 1, act_dim])``."""
+        return self.mlp(obs), self.log_std.exp().unsqueeze(1)
+
+
+class Critic(nn.Module):
+    """State-value MLP: ``obs [R, B, obs_dim] -> value [R, B]``."""
+
+    def __init__(self, num_runs: int, obs_dim: int, hidden: Sequence[int], activation: str):
+        super().__init__()
+        self.mlp = MLP(num_runs, obs_dim, hidden, 1, activation, name="critic")
+
+    def forward(self, obs: Tensor) -> Tensor:
+        return self.mlp(obs).squeeze(-1)

@@ -1,0 +1,43 @@
+import math
+
+import torch
+
+from rlplast.agents.networks import MLP, BatchedLinear, run_generators
+
+
+def test_batched_linear_equals_per_run_linear():
+    layer = BatchedLinear(num_runs=3, in_features=4, out_features=2)
+    torch.nn.init.normal_(layer.weight)
+    torch.nn.init.normal_(layer.bias)
+    x = torch.randn(3, 5, 4)
+    out = layer(x)
+    for r in range(3):
+        expected = x[r] @ layer.weight[r].T + layer.bias[r]
+        torch.testing.assert_close(out[r], expected)
+
+
+def test_lecun_init_bounds_and_run_independence():
+    group = MLP(num_runs=3, in_dim=27, hidden=[256, 256], out_dim=8)
+    group.reset_parameters(run_generators([0, 1, 2], salt=7))
+    alone = MLP(num_runs=1, in_dim=27, hidden=[256, 256], out_dim=8)
+    alone.reset_parameters(run_generators([1], salt=7))
+    for lg, la in zip(group.layers, alone.layers, strict=True):
+        bound = math.sqrt(3.0 / lg.in_features)
+        assert lg.weight.abs().max() <= bound
+        # a uniform on [-b, b] has mean |w| = b / 2; 0.055 for the 256x256 layer (PROTOCOL.md)
+        assert abs(lg.weight.abs().mean().item() - bound / 2) < 0.02 * bound
+        assert torch.equal(lg.weight[1], la.weight[0])
+        assert torch.all(lg.bias == 0)
+    assert abs(group.layers[1].weight.abs().mean().item() - 0.054) < 0.002
+
+
+def test_hidden_layers_expose_features_of_last_forward():
+    net = MLP(num_runs=2, in_dim=3, hidden=[5, 4], out_dim=1)
+    net.reset_parameters(run_generators([0, 1], salt=0))
+    x = torch.randn(2, 6, 3)
+    net(x)
+    hidden = net.hidden_layers()
+    assert [h.width for h in hidden] == [5, 4]
+    assert hidden[0].outgoing is hidden[1].incoming
+    expected = torch.relu(net.layers[0](x))
+    torch.testing.assert_close(hidden[0].features(), expected)
