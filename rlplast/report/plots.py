@@ -1,0 +1,174 @@
+"""The experiment's figures (PNG), drawn from a :class:`Summary` with matplotlib's Agg backend.
+
+- ``return.png``: episodic return vs env steps, mean and 95% bootstrap band per method, friction
+  changes marked, and a strip of the friction each seed saw underneath.
+- ``curves.png``: return, stable rank, dormant units, weight magnitude side by side (the layout of
+  the Nature paper's figure 4).
+- ``scores.png``: final return, peak return, area under the curve and probability of improvement
+  per method, as points with 95% intervals (rliable's interval plots).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from rlplast.report.stats import Estimate
+from rlplast.report.style import method_colours, method_label, step_scale
+from rlplast.report.summary import PLASTICITY_PANELS, RETURN_PANEL, Panel, Summary
+
+DPI = 150
+FIGURES = ("return.png", "curves.png", "scores.png")
+
+
+def _title(summary: Summary) -> str:
+    res = summary.results
+    seeds = max(len(runs) for runs in res.runs.values())
+    task = res.meta.get("task")
+    parts = [res.name, f"task {task}" if task else None, f"up to {seeds} seeds per method"]
+    return ", ".join(p for p in parts if p)
+
+
+def _mark_changes(ax: Axes, summary: Summary, label: bool) -> None:
+    scale, _ = step_scale(summary.results.total_steps)
+    for i, step in enumerate(summary.friction_changes):
+        ax.axvline(step / scale, color="0.45", ls=":", lw=0.9, label="friction change" if label and i == 0 else None)
+
+
+def draw_panel(ax: Axes, summary: Summary, panel: Panel, mark_changes: bool = True) -> None:
+    """Mean line and 95% band per method on ``ax``; a 'not logged' note when no run has the tag."""
+    scale, xlabel = step_scale(summary.results.total_steps)
+    x = summary.centers / scale
+    colours = method_colours(summary.results.methods)
+    ax.set_title(panel.spec.title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(panel.spec.ylabel)
+    ax.set_xlim(0, summary.results.total_steps / scale)
+    ax.grid(alpha=0.3)
+    if panel.tag is None:
+        ax.text(0.5, 0.5, "not logged", transform=ax.transAxes, ha="center", va="center", color="0.4", fontsize=12)
+        ax.text(0.5, 0.4, panel.spec.tags[0], transform=ax.transAxes, ha="center", va="center", color="0.6", fontsize=7)
+        return
+    for method, band in panel.bands.items():
+        colour = colours[method]
+        ax.plot(x, band.mean, color=colour, lw=1.6, label=f"{method_label(method)} (n={band.n_runs})")
+        ax.fill_between(x, band.low, band.high, color=colour, alpha=0.2, lw=0)
+    if mark_changes:
+        _mark_changes(ax, summary, label=True)
+
+
+def _friction_strip(ax: Axes, summary: Summary) -> None:
+    scale, xlabel = step_scale(summary.results.total_steps)
+    greys = plt.cm.Greys(np.linspace(0.45, 0.85, max(len(summary.friction), 1)))
+    for (_, series), colour in zip(summary.friction, greys, strict=False):
+        ax.plot(series.steps / scale, series.values, drawstyle="steps-post", color=colour, lw=1.0, alpha=0.8)
+    ax.set_yscale("log")
+    ax.set_ylabel("friction")
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(f"friction per seed ({len(summary.friction)} seeds)", fontsize=9, loc="left")
+
+
+def plot_return(summary: Summary, path: Path) -> Path:
+    """Episodic return with friction changes marked, and the friction strip when it changes."""
+    strip = len(summary.friction_changes) > 0
+    if strip:
+        fig, (ax, ax_f) = plt.subplots(
+            2, 1, figsize=(9, 6.2), sharex=True, gridspec_kw={"height_ratios": [4, 1.2]}, layout="constrained"
+        )
+    else:
+        fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
+    draw_panel(ax, summary, summary.panels[RETURN_PANEL.key])
+    ax.set_title("")
+    ax.legend(loc="best", fontsize=9, framealpha=0.9)
+    if strip:
+        ax.set_xlabel("")
+        _friction_strip(ax_f, summary)
+        _mark_changes(ax_f, summary, label=False)
+    fig.suptitle(f"Episodic return (mean and 95% bootstrap CI across seeds): {_title(summary)}", fontsize=11)
+    return _save(fig, path)
+
+
+def plot_curves(summary: Summary, path: Path) -> Path:
+    """Return, stable rank, dormant units and weight magnitude in one row, one legend."""
+    keys = [RETURN_PANEL.key, *(p.key for p in PLASTICITY_PANELS)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 4.0), layout="constrained")
+    for ax, key in zip(axes, keys, strict=True):
+        draw_panel(ax, summary, summary.panels[key])
+    handles, labels = {}, {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+            labels[lab] = lab
+    fig.legend(list(handles.values()), list(labels), loc="outside lower center", ncols=min(len(labels), 6))
+    fig.suptitle(f"Mean and 95% bootstrap CI across seeds: {_title(summary)}", fontsize=11)
+    return _save(fig, path)
+
+
+def _interval_panel(ax: Axes, title: str, estimates: dict[str, Estimate], colours: dict[str, str]) -> None:
+    methods = list(estimates)
+    y = np.arange(len(methods))[::-1]
+    for yi, method in zip(y, methods, strict=True):
+        est = estimates[method]
+        if not np.isfinite(est.value):
+            axis_x = ax.get_yaxis_transform()  # x in axes fraction, y in data
+            ax.text(0.02, yi, "no finished runs", va="center", color="0.5", fontsize=8, transform=axis_x)
+            continue
+        if np.isfinite(est.low):
+            ax.plot([est.low, est.high], [yi, yi], color=colours[method], lw=6, alpha=0.35, solid_capstyle="butt")
+        ax.plot([est.value], [yi], "o", color=colours[method], ms=6)
+    ax.set_yticks(y, [method_label(m) for m in methods])
+    ax.set_ylim(-0.6, len(methods) - 0.4)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+
+
+def plot_scores(summary: Summary, path: Path) -> Path:
+    """Per-method point estimates with 95% intervals over finished runs."""
+    colours = method_colours(summary.results.methods)
+    scores = summary.scores
+    panels = [
+        ("Final return (last 10%)", {m: s.final for m, s in scores.items()}),
+        ("Peak return", {m: s.peak for m, s in scores.items()}),
+        ("AUC (mean return over training)", {m: s.auc for m, s in scores.items()}),
+    ]
+    if summary.baseline is not None:
+        others = {m: s.improvement for m, s in scores.items() if s.improvement is not None}
+        if others:
+            panels.append((f"P(final return > {method_label(summary.baseline)})", others))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 0.5 * len(scores) + 1.6), layout="constrained")
+    for i, (ax, (title, estimates)) in enumerate(zip(np.atleast_1d(axes), panels, strict=True)):
+        _interval_panel(ax, title, estimates, colours)
+        if i > 0:
+            ax.tick_params(labelleft=i == 3)
+        if title.startswith("P("):
+            ax.axvline(0.5, color="0.4", ls="--", lw=0.9)
+            ax.set_xlim(-0.02, 1.02)
+    fig.suptitle(f"Scores over finished runs, 95% bootstrap CIs: {_title(summary)}", fontsize=11)
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def plot_all(summary: Summary, out_dir: Path) -> list[Path]:
+    """Write every figure into ``out_dir``; returns their paths."""
+    out_dir = Path(out_dir)
+    return [
+        plot_return(summary, out_dir / FIGURES[0]),
+        plot_curves(summary, out_dir / FIGURES[1]),
+        plot_scores(summary, out_dir / FIGURES[2]),
+    ]

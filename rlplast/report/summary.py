@@ -1,0 +1,203 @@
+"""The numbers behind an experiment's figures and report, computed once from its results.
+
+``summarize`` bins every run's curves on one step grid, averages them across seeds with
+bootstrap bands, scores each method's return (final, peak, area under the curve) over its
+finished runs, and compares methods with rliable-style aggregates (IQM, probability of
+improvement over a baseline, standard PPO by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rlplast.report.aggregate import (
+    FRICTION_TAG,
+    RETURN_TAG,
+    ExperimentResults,
+    Run,
+    Series,
+    binned,
+    change_steps,
+    step_edges,
+)
+from rlplast.report.stats import Estimate, curve_ci, iqm_ci, mean_ci, prob_improvement, run_scores
+
+DEFAULT_BASELINE = "ppo"
+FINAL_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    """One plotted quantity: the tags that may hold it (the first one logged is used), its
+    title and axis label, and a factor applied to the logged values (e.g. fraction -> %)."""
+
+    key: str
+    title: str
+    ylabel: str
+    tags: tuple[str, ...]
+    scale: float = 1.0
+
+
+RETURN_PANEL = PanelSpec("return", "Episodic return", "episodic return", (RETURN_TAG,))
+
+# The paper's figure 4 panels, on the actor's last hidden layer / its 256x256 weights.
+PLASTICITY_PANELS = (
+    PanelSpec(
+        "stable_rank",
+        "Stable rank",
+        "stable rank (% of units)",
+        ("plasticity/actor/stable_rank_pct", "plasticity/actor/layer1/stable_rank_pct"),
+    ),
+    PanelSpec(
+        "dormant",
+        "Dormant units",
+        "dormant units (%)",
+        ("plasticity/actor/dormant_fraction",),
+        scale=100.0,
+    ),
+    PanelSpec(
+        "weight_magnitude",
+        "Weight magnitude",
+        "mean |weight|",
+        ("plasticity/actor/layer1/weight_magnitude", "plasticity/actor/weight_magnitude"),
+    ),
+)
+
+# Every tag the report reads; reading only these keeps large metrics.csv files cheap.
+REPORT_TAGS = frozenset({FRICTION_TAG, *RETURN_PANEL.tags, *(t for p in PLASTICITY_PANELS for t in p.tags)})
+
+
+@dataclass(frozen=True)
+class Band:
+    """Mean across runs and its 95% bootstrap band on the step grid, each ``[n_bins]``."""
+
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    n_runs: int
+
+
+@dataclass
+class Panel:
+    """A quantity for every method: ``tag`` is None when no run logged any of the spec's tags."""
+
+    spec: PanelSpec
+    tag: str | None
+    bands: dict[str, Band] = field(default_factory=dict)
+    final: dict[str, Estimate] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodScores:
+    """A method's return scores over its finished runs (``n`` in each estimate).
+
+    Attributes:
+        final, peak, auc: means with 95% bootstrap intervals (see :class:`stats.RunScores`).
+        final_iqm: interquartile mean of the final returns.
+        improvement: P(a run of this method ends higher than a baseline run), None for the
+            baseline itself or when there is no baseline.
+        finished, unfinished: the seeds with and without done.json.
+    """
+
+    final: Estimate
+    peak: Estimate
+    auc: Estimate
+    final_iqm: Estimate
+    improvement: Estimate | None
+    finished: list[int]
+    unfinished: list[int]
+
+
+@dataclass
+class Summary:
+    """Everything the figures and the report show.
+
+    Attributes:
+        results: the runs read from disk.
+        edges: step-grid edges ``[n_bins + 1]``; ``centers`` their midpoints.
+        panels: ``"return"`` and the plasticity panels, by key.
+        scores: method -> its return scores.
+        baseline: the method others are compared with (None if it did not run).
+        friction: (seed, friction series) of the first method's runs, for the friction strip.
+        friction_changes: env steps where the friction changed in the first run that logged it.
+    """
+
+    results: ExperimentResults
+    edges: np.ndarray
+    panels: dict[str, Panel]
+    scores: dict[str, MethodScores]
+    baseline: str | None
+    friction: list[tuple[int, Series]]
+    friction_changes: np.ndarray
+
+    @property
+    def centers(self) -> np.ndarray:
+        return 0.5 * (self.edges[:-1] + self.edges[1:])
+
+
+def _panel(results: ExperimentResults, spec: PanelSpec, edges: np.ndarray) -> Panel:
+    tag = next((t for t in spec.tags if results.has_tag(t)), None)
+    panel = Panel(spec=spec, tag=tag)
+    if tag is None:
+        return panel
+    for method in results.methods:
+        runs = [run for run in results.runs[method] if tag in run.scalars]
+        if not runs:
+            continue
+        curves = binned(runs, tag, edges) * spec.scale
+        mean, low, high = curve_ci(curves)
+        panel.bands[method] = Band(mean, low, high, len(runs))
+        finished = [i for i, run in enumerate(runs) if run.done]
+        panel.final[method] = mean_ci(run_scores(curves[finished], FINAL_FRACTION).final) if finished else _none()
+    return panel
+
+
+def _none() -> Estimate:
+    return Estimate(float("nan"), float("nan"), float("nan"), 0)
+
+
+def _final_curves(runs: Sequence[Run], edges: np.ndarray) -> np.ndarray:
+    """Binned return curves of the finished runs, ``[n_finished, n_bins]``."""
+    done = [run for run in runs if run.done]
+    return binned(done, RETURN_TAG, edges) if done else np.zeros((0, len(edges) - 1))
+
+
+def summarize(results: ExperimentResults, num_bins: int = 100, baseline: str = DEFAULT_BASELINE) -> Summary:
+    """Compute the curves, scores and comparisons of an experiment.
+
+    Args:
+        results: from :func:`aggregate.load_results`.
+        num_bins: points on the common step grid (each run's values are averaged per bin).
+        baseline: the method others are compared with by probability of improvement.
+    """
+    edges = step_edges(results.total_steps, num_bins)
+    panels = {spec.key: _panel(results, spec, edges) for spec in (RETURN_PANEL, *PLASTICITY_PANELS)}
+    base = baseline if baseline in results.methods else None
+    base_final = run_scores(_final_curves(results.runs[base], edges), FINAL_FRACTION).final if base else None
+    scores = {}
+    for method in results.methods:
+        runs = results.runs[method]
+        sc = run_scores(_final_curves(runs, edges), FINAL_FRACTION)
+        scores[method] = MethodScores(
+            final=mean_ci(sc.final),
+            peak=mean_ci(sc.peak),
+            auc=mean_ci(sc.auc),
+            final_iqm=iqm_ci(sc.final),
+            improvement=None if base is None or method == base else prob_improvement(sc.final, base_final),
+            finished=[r.seed for r in runs if r.done],
+            unfinished=[r.seed for r in runs if not r.done],
+        )
+    friction_runs = [r for r in results.runs[results.methods[0]] if FRICTION_TAG in r.scalars]
+    first = next((r for r in results.all_runs() if FRICTION_TAG in r.scalars), None)
+    return Summary(
+        results=results,
+        edges=edges,
+        panels=panels,
+        scores=scores,
+        baseline=base,
+        friction=[(r.seed, r.scalars[FRICTION_TAG]) for r in friction_runs],
+        friction_changes=change_steps(first.scalars[FRICTION_TAG]) if first else np.zeros(0, dtype=np.int64),
+    )
