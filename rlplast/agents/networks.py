@@ -21,10 +21,10 @@ from torch import Tensor, nn
 ACTIVATIONS = {"relu": nn.functional.relu, "tanh": torch.tanh, "identity": lambda x: x}
 
 
-def run_generators(seeds: Sequence[int], salt: int) -> list[torch.Generator]:
-    """One CPU generator per run, seeded from (run seed, salt), so that run r of a group draws
-    exactly what it would draw alone."""
-    return [torch.Generator().manual_seed(int(s) * 1_000_003 + salt) for s in seeds]
+def run_generators(seeds: Sequence[int], salt: int, device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """One generator per run (on ``device``), seeded from (run seed, salt), so that run r of a
+    group draws exactly what it would draw alone."""
+    return [torch.Generator(device=device).manual_seed(int(s) * 1_000_003 + salt) for s in seeds]
 
 
 def lecun_uniform_(weight: Tensor, generators: Sequence[torch.Generator]) -> None:
@@ -143,6 +143,16 @@ class Actor(nn.Module):
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """``obs [R, B, obs_dim] -> (mean [R, B, act_dim], std [R, 1, act_dim])``."""
         return self.mlp(obs), self.log_std.exp().unsqueeze(1)
+
+    def log_prob(self, mean: Tensor, actions: Tensor) -> Tensor:
+        """Log density of ``actions [R, B, act_dim]`` under N(mean, exp(log_std)^2): ``[R, B]``."""
+        log_std = self.log_std.unsqueeze(1)
+        z = (actions - mean) * torch.exp(-log_std)
+        return (-0.5 * z.square() - log_std).sum(-1) - 0.5 * math.log(2 * math.pi) * actions.shape[-1]
+
+    def entropy(self) -> Tensor:
+        """Entropy of the (state-independent) Gaussian, ``[R]``."""
+        return (self.log_std + 0.5 * (1.0 + math.log(2 * math.pi))).sum(-1)
 
 
 class Critic(nn.Module):
