@@ -34,11 +34,20 @@ from torch import Tensor
 from rlplast.agents.networks import Actor, Critic, HiddenLayer, run_generators
 from rlplast.agents.plasticity import OptimizerConfig, StepContext, build_optimizer, build_plugins
 from rlplast.agents.storage import RolloutStorage
+from rlplast.metrics import grad_norm
 
 # salts that give each random stream of a run its own generator (see run_generators)
 SALT_ACTOR, SALT_CRITIC, SALT_ACTION, SALT_MINIBATCH = 11, 12, 13, 14
 
-LOSS_NAMES = ("policy_loss", "value_loss", "approx_kl", "clip_fraction", "grad_norm")
+LOSS_NAMES = (
+    "policy_loss",
+    "value_loss",
+    "approx_kl",
+    "clip_fraction",
+    "grad_norm",
+    "actor_grad_norm",
+    "critic_grad_norm",
+)
 
 
 class PPOConfig(BaseModel):
@@ -77,12 +86,6 @@ class PPOConfig(BaseModel):
 def explained_variance(values: Tensor, returns: Tensor) -> Tensor:
     """1 - Var(returns - values) / Var(returns) per run; ``[R, B] -> [R]`` (NaN if Var(returns) = 0)."""
     return 1 - (returns - values).var(dim=1) / returns.var(dim=1)
-
-
-def per_run_grad_norm(params: Sequence[torch.nn.Parameter]) -> Tensor:
-    """L2 norm of each run's gradient over all ``params`` (each ``[R, ...]``): ``[R]``."""
-    total = sum(p.grad.square().reshape(p.shape[0], -1).sum(1) for p in params if p.grad is not None)
-    return torch.sqrt(total)
 
 
 class PPO:
@@ -250,8 +253,9 @@ class PPO:
 
         Returns:
             Per-run diagnostics ``{name: [R]}``: policy_loss, value_loss, approx_kl,
-            clip_fraction, grad_norm (means over all minibatches), explained_variance, entropy,
-            log_std (mean over action dims).
+            clip_fraction, grad_norm (both networks, before any clipping), actor_grad_norm,
+            critic_grad_norm (means over all minibatches), explained_variance (of the rollout's
+            values), entropy, log_std (mean over action dims), after the update.
         """
         cfg, storage = self.cfg, self.storage
         R, B = self.num_runs, storage.steps * storage.envs_per_run
@@ -262,7 +266,6 @@ class PPO:
             fields["advantages"] = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
         explained = explained_variance(storage.flat("values"), fields["returns"])
 
-        params = self.parameters()
         rows = torch.arange(R, device=self.device).unsqueeze(1)
         sums = {name: torch.zeros(R, device=self.device) for name in LOSS_NAMES}
         for _ in range(cfg.epochs):
@@ -273,9 +276,11 @@ class PPO:
                 loss, parts = self._loss(batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.sum().backward()
-                norms = per_run_grad_norm(params)
+                parts["actor_grad_norm"] = grad_norm(self.actor.parameters())
+                parts["critic_grad_norm"] = grad_norm(self.critic.parameters())
+                parts["grad_norm"] = torch.hypot(parts["actor_grad_norm"], parts["critic_grad_norm"])
                 if cfg.max_grad_norm is not None:
-                    self._clip_grads(norms)
+                    self._clip_grads(parts["grad_norm"])
                 ctx = StepContext(
                     step=self.optimizer_steps,
                     loss=loss.detach(),
@@ -288,7 +293,6 @@ class PPO:
                 ctx.step = self.optimizer_steps
                 for plugin in self.plugins:
                     plugin.after_step(ctx)
-                parts["grad_norm"] = norms
                 for name in LOSS_NAMES:
                     sums[name] += parts[name]
         for plugin in self.plugins:

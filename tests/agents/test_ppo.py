@@ -6,7 +6,8 @@ import torch
 from pydantic import ValidationError
 
 from rlplast.agents.plasticity import OptimizerConfig, Plugin
-from rlplast.agents.ppo import PPO, PPOConfig, explained_variance, per_run_grad_norm
+from rlplast.agents.ppo import PPO, PPOConfig, explained_variance
+from rlplast.metrics import grad_norm
 
 OBS, ACT = 3, 2
 
@@ -178,18 +179,15 @@ def test_plugin_hooks_order_and_minibatch_features():
     assert rec.calls[1][2] == [(2, 4, 8)] * 4
 
 
-def test_grad_norm_and_clipping_are_per_run():
-    p = torch.nn.Parameter(torch.zeros(2, 3))
-    p.grad = torch.tensor([[3.0, 0.0, 4.0], [0.0, 0.0, 1.0]])
-    q = torch.nn.Parameter(torch.zeros(2))
-    q.grad = torch.tensor([12.0, 0.0])
-    torch.testing.assert_close(per_run_grad_norm([p, q]), torch.tensor([13.0, 1.0]))
+def test_grad_clipping_is_per_run():
     agent = PPO(small_cfg(max_grad_norm=2.0), OBS, ACT, [0, 1])
     for param in agent.parameters():
         param.grad = torch.ones_like(param)
-    norms = per_run_grad_norm(agent.parameters())
-    agent._clip_grads(norms)
-    torch.testing.assert_close(per_run_grad_norm(agent.parameters()), torch.tensor([2.0, 2.0]), rtol=1e-5, atol=0)
+        param.grad[1] *= 1e-3  # run 1's gradient is below the threshold and must stay as is
+    before = grad_norm(agent.parameters())
+    agent._clip_grads(before)
+    after = grad_norm(agent.parameters())
+    torch.testing.assert_close(after, torch.stack([torch.tensor(2.0), before[1]]), rtol=1e-5, atol=0)
 
 
 def test_explained_variance_by_hand():
@@ -202,7 +200,8 @@ def test_explained_variance_by_hand():
 def test_update_diagnostics_shapes_and_entropy_at_init():
     _, stats = train([0, 1], updates=1)
     out = stats[0]
-    expected = {"policy_loss", "value_loss", "approx_kl", "clip_fraction", "grad_norm"}
+    expected = {"policy_loss", "value_loss", "approx_kl", "clip_fraction", "grad_norm", "actor_grad_norm"}
+    expected |= {"critic_grad_norm"}
     assert expected | {"explained_variance", "entropy", "log_std"} == set(out)
     assert all(v.shape == (2,) and torch.isfinite(v).all() for v in out.values())
     # one update moves log_std only a little; entropy = sum(log_std) + d/2 log(2 pi e)
