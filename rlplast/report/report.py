@@ -101,9 +101,13 @@ def _return_section(summary: Summary) -> list[str]:
         "finished runs only. Mean over runs with a 95% percentile-bootstrap interval [low, high]. "
         f"Final return: the last {FINAL_FRACTION:.0%} of the bins. Peak: the highest bin. "
         "AUC: the area under the binned curve divided by the steps, i.e. the mean return over training. "
-        "IQM: interquartile mean of the final returns (rliable). "
-        "P(final > baseline): the probability that a run of the method ends higher than a baseline run "
-        "(Mann-Whitney U / pairs; 0.5 is no difference).",
+        "IQM: interquartile mean of the final returns (rliable)."
+        + (
+            f" P(final > {method_label(base)}): the probability that a run of the method ends higher than a "
+            "run of the baseline (Mann-Whitney U / pairs; 0.5 is no difference)."
+            if base is not None
+            else ""
+        ),
     ]
     if len(summary.friction_changes):
         lines += ["", "Dotted lines: friction changes (the first run that logged the friction)."]
