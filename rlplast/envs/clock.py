@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from rlplast.envs.seeding import check_seeds
 
@@ -77,8 +78,8 @@ class FrictionClock:
         return np.zeros(self.friction.shape, dtype=bool)
 
     def state_dict(self) -> dict[str, Any]:
-        """Seeds, run steps and current frictions (numpy arrays)."""
-        return {"seeds": self.seeds.copy(), "run_steps": self.run_steps.copy(), "friction": self.friction.copy()}
+        """Seeds, run steps and current frictions (CPU tensors, so ``torch.load(weights_only=True)`` works)."""
+        return {key: torch.from_numpy(getattr(self, key).copy()) for key in ("seeds", "run_steps", "friction")}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""

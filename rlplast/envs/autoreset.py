@@ -1,0 +1,170 @@
+"""AutoResetVecEnv: what the CPU-side backends share around their simulator.
+
+A backend (``cpu``: Ant-v5 on MuJoCo C; ``gym``: a list of Gymnasium envs) supplies four hooks:
+simulate one env step of all N envs, reset some envs, set some envs' friction, and save/restore
+its simulator state. This class does the rest, the same way for both: the action check,
+episode returns and lengths, truncation, the friction clock (per run, seeded), same-step autoreset
+with final observations, recovery from a simulator that produced NaN/inf (the env ends as
+terminated with reward 0 and is reset; ``nonfinite_resets`` counts it), and the state dict.
+
+Internally everything is float64 on the CPU, as Gymnasium computes it; outputs are cast to
+float32 on ``device`` at the end.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlplast.envs.clock import FrictionClock
+from rlplast.envs.seeding import env_rng
+from rlplast.envs.vec import EnvConfig, StepResult, VecEnv
+
+
+class AutoResetVecEnv(VecEnv):
+    """Same-step autoreset, episode bookkeeping, friction schedule and exact state for CPU backends."""
+
+    backend = "base"
+
+    def __init__(self, cfg: EnvConfig, num_runs: int, obs_dim: int, act_dim: int, device: str | torch.device):
+        super().__init__(num_runs, cfg.envs_per_run, obs_dim, act_dim, device)
+        self.cfg = cfg
+        self.clock = FrictionClock(cfg.friction, self.num_runs, self.envs_per_run)
+        n = self.num_envs
+        self.rngs: list[np.random.Generator] = [env_rng(0, 0) for _ in range(n)]
+        self.episode_return = torch.zeros(n, dtype=torch.float64)
+        self.episode_length = torch.zeros(n, dtype=torch.int64)
+        self.nonfinite_resets = torch.zeros(n, dtype=torch.int64)
+        self._started = False
+        self._all = np.arange(n)
+
+    # ---- backend hooks -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _simulate(self, actions: np.ndarray) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """One env step of all envs with ``actions [N, act_dim]`` (float64).
+
+        Returns:
+            obs ``[N, obs_dim]`` float64, reward ``[N]`` float64, terminated ``[N]`` bool,
+            truncated ``[N]`` bool (the env's own time limit, if any), bad ``[N]`` bool (the
+            simulator flagged a NaN/inf state; MuJoCo resets such data itself and warns).
+        """
+
+    @abc.abstractmethod
+    def _reset_envs(self, idx: np.ndarray) -> Tensor:
+        """Reset envs ``idx`` (noise from ``self.rngs[n]``); returns their obs ``[len(idx), obs_dim]``."""
+
+    @abc.abstractmethod
+    def _set_friction(self, idx: np.ndarray) -> None:
+        """Give envs ``idx`` the friction ``self.clock.friction[idx]``."""
+
+    @abc.abstractmethod
+    def _sim_state_dict(self) -> dict[str, Any]:
+        """The simulator state of every env (tensors)."""
+
+    @abc.abstractmethod
+    def _load_sim_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`_sim_state_dict` returned."""
+
+    def _bind_rngs(self) -> None:
+        """Hand ``self.rngs`` to the simulator if it draws its own reset noise (default: nothing)."""
+
+    # ---- the contract --------------------------------------------------------------------------
+
+    def _out(self, x: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+        return x.to(device=self.device, dtype=dtype)
+
+    def reset(self, seeds: Sequence[int]) -> Tensor:
+        """Reset every env; env e of run r draws its noise from (seeds[r], e). Returns obs ``[N, obs_dim]``."""
+        self.clock.reset(seeds)
+        e_count = self.envs_per_run
+        self.rngs = [env_rng(int(self.clock.seeds[n // e_count]), n % e_count) for n in range(self.num_envs)]
+        self._bind_rngs()
+        self._set_friction(self._all)
+        self.episode_return.zero_()
+        self.episode_length.zero_()
+        self.nonfinite_resets.zero_()
+        self._started = True
+        return self._out(self._reset_envs(self._all))
+
+    def step(self, actions: Tensor) -> StepResult:
+        """Step all envs; envs that end are reset in the same call (see rlplast.envs.vec)."""
+        if not self._started:
+            raise RuntimeError("call reset(seeds) before step()")
+        act = self.check_actions(actions).detach().to("cpu", torch.float64).contiguous().numpy()
+        obs, reward, terminated, truncated, bad = self._simulate(act)
+        bad = bad | ~torch.isfinite(reward) | ~torch.isfinite(obs).all(dim=1)
+        if bad.any():
+            terminated = terminated | bad
+            reward = torch.where(bad, torch.zeros_like(reward), reward)
+            obs = torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+            self.nonfinite_resets += bad.long()
+        self.episode_return += reward
+        self.episode_length += 1
+        truncated = truncated | (self.episode_length >= self.cfg.max_episode_steps)
+        done = terminated | truncated
+        ep_return = torch.where(done, self.episode_return, 0.0)
+        ep_length = torch.where(done, self.episode_length, 0)
+        self.episode_return[done] = 0.0
+        self.episode_length[done] = 0
+
+        done_np = done.numpy()
+        changed = self.clock.tick() | self.clock.episode_end(done_np)
+        if changed.any():
+            self._set_friction(np.flatnonzero(changed))
+        next_obs = obs
+        if done_np.any():
+            idx = np.flatnonzero(done_np)
+            next_obs = obs.clone()
+            next_obs[torch.from_numpy(idx)] = self._reset_envs(idx)
+        info = {
+            "final_obs": self._out(obs),
+            "episode_return": self._out(ep_return),
+            "episode_length": self._out(ep_length, torch.int64),
+            "friction": self._out(torch.from_numpy(self.clock.friction)),
+            "run_steps": self._out(torch.from_numpy(self.clock.run_steps), torch.int64),
+            "nonfinite_resets": self._out(self.nonfinite_resets, torch.int64),
+        }
+        flags = [self._out(x, torch.bool) for x in (terminated, truncated)]
+        return StepResult(self._out(next_obs), self._out(reward), *flags, info)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Simulator state, reset-noise generators, schedule clock and episode counters."""
+        if not self._started:
+            raise RuntimeError("call reset(seeds) before state_dict()")
+        return {
+            "backend": self.backend,
+            "num_envs": self.num_envs,
+            "sim": self._sim_state_dict(),
+            "rngs": [rng.bit_generator.state for rng in self.rngs],
+            "clock": self.clock.state_dict(),
+            "episode_return": self.episode_return.clone(),
+            "episode_length": self.episode_length.clone(),
+            "nonfinite_resets": self.nonfinite_resets.clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` of an env with the same config and number of runs."""
+        if state.get("backend") != self.backend or state.get("num_envs") != self.num_envs:
+            raise ValueError(
+                f"state is for backend {state.get('backend')!r} with {state.get('num_envs')} envs; "
+                f"this env is {self.backend!r} with {self.num_envs} envs"
+            )
+        self.clock.load_state_dict(state["clock"])
+        self._load_sim_state_dict(state["sim"])
+        self.rngs = []
+        for rng_state in state["rngs"]:
+            rng = np.random.Generator(np.random.PCG64())
+            rng.bit_generator.state = rng_state
+            self.rngs.append(rng)
+        self._bind_rngs()
+        self._set_friction(self._all)
+        self.episode_return.copy_(state["episode_return"])
+        self.episode_length.copy_(state["episode_length"])
+        self.nonfinite_resets.copy_(state["nonfinite_resets"])
+        self._started = True
