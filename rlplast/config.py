@@ -1,0 +1,263 @@
+"""The typed config of a training run: YAML files composed (task + method) plus dotted overrides.
+
+``load_config("slippery_ant", "ppo_tuned", ["agent.epochs=5"])`` reads
+``configs/tasks/slippery_ant.yaml``, merges ``configs/methods/ppo_tuned.yaml`` over it (a method
+file holds only what differs from the PPO defaults), applies the overrides and validates the
+result into a :class:`Config`. Dicts merge key by key; lists and scalars are replaced. A task or
+method may also be given as a path to a YAML file.
+
+Unknown keys and bad values raise :class:`ConfigError`, whose message names each offending key
+(``agent.lr: unknown key; allowed: ...``).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
+
+from rlplast.agents.plasticity import OptimizerConfig
+from rlplast.agents.ppo import PPOConfig
+from rlplast.cli_types import parse_steps
+from rlplast.envs.vec import EnvConfig
+from rlplast.tracking import MetricsConfig
+
+try:
+    from rlplast.agents.plasticity import PluginConfig
+except ImportError:  # until the plug-in configs exist, a plug-in entry is any mapping
+    PluginConfig = dict[str, Any]  # type: ignore[misc]
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+_NUMBER_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_STEPS_RE = re.compile(r"^\d+(\.\d+)?[kKmMgG]$")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be composed or validated; the message names the keys."""
+
+
+class RunConfig(BaseModel):
+    """The ``run:`` section: how long to train and how often to save (not part of the config hash)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: PositiveInt = Field(20_000_000, description="env steps per run; the CLI's --steps overrides it")
+    checkpoint_every: PositiveInt = Field(500_000, description="env steps per run between checkpoints")
+    torch_threads: PositiveInt | None = Field(None, description="torch.set_num_threads; null = torch's default")
+
+
+class Config(BaseModel):
+    """A resolved training config: one task, one method."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = "custom"
+    method: str = "custom"
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    agent: PPOConfig = Field(default_factory=PPOConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    plugins: list[PluginConfig] = Field(default_factory=list)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="after")
+    def _check_rollout(self) -> Config:
+        if self.agent.steps_per_update % self.env.envs_per_run:
+            raise ValueError(
+                f"agent.steps_per_update ({self.agent.steps_per_update}) must be a multiple of "
+                f"env.envs_per_run ({self.env.envs_per_run})"
+            )
+        return self
+
+    def training_dict(self) -> dict[str, Any]:
+        """What determines the training (hashed into checkpoints): all but names and ``run``."""
+        return self.model_dump(mode="json", exclude={"task", "method", "run"})
+
+    def to_yaml(self) -> str:
+        """The resolved config (every default filled in) as YAML that :func:`validate` reads back."""
+        data: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, list):
+                data[name] = [_loadable_dump(v) if isinstance(v, BaseModel) else v for v in value]
+            else:
+                data[name] = _loadable_dump(value) if isinstance(value, BaseModel) else value
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+def _loadable_dump(model: BaseModel) -> dict[str, Any]:
+    """Every field of ``model``, unless a validator of the section rejects fields it was not given
+    (e.g. UPGD-only optimizer fields under Adam): then only the fields that were set."""
+    full = model.model_dump(mode="json")
+    try:
+        type(model).model_validate(full)
+    except ValidationError:
+        return model.model_dump(mode="json", exclude_unset=True)
+    return full
+
+
+# -- composition --------------------------------------------------------------------------------
+
+
+def available(kind: str) -> list[str]:
+    """Names of the config files of ``kind`` ("tasks" or "methods")."""
+    return sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
+
+
+def _resolve(name: str, kind: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    path = CONFIG_DIR / kind / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"unknown {kind[:-1]} {name!r}; available: {', '.join(available(kind)) or 'none'}")
+    return path
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file's mapping (an empty file is ``{}``)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: mappings merge recursively, everything else is replaced."""
+    out = copy.deepcopy(dict(base))
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_value(text: str) -> Any:
+    """An override's value: YAML (numbers, booleans, null, lists, mappings), plus ``3e-4``
+    (which YAML 1.1 reads as a string) and step counts like ``500k`` or ``2M``."""
+    value = yaml.safe_load(text) if text.strip() else ""
+    if isinstance(value, str):
+        if _NUMBER_RE.match(value):
+            return float(value)
+        if _STEPS_RE.match(value):
+            return parse_steps(value)
+    return value
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Apply ``"a.b.c=value"`` to ``data`` in place (list items by index: ``plugins.0.tau=0.2``)."""
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"bad override {override!r}: expected key=value, e.g. agent.epochs=5")
+    parts = key.split(".")
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {key!r}: {where} is not an index of a list of {len(node)} items")
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"override {key!r}: {'.'.join(parts[:i])} is a value, not a section")
+        if last:
+            node[part] = parse_value(text)
+        else:
+            if isinstance(node, dict) and not isinstance(node.get(part), dict | list):
+                node[part] = {}
+            node = node[part]
+
+
+def load_config(task: str, method: str, overrides: Sequence[str] = ()) -> Config:
+    """Compose ``configs/tasks/<task>.yaml``, ``configs/methods/<method>.yaml`` and the overrides.
+
+    Raises:
+        ConfigError: unknown task/method, bad YAML, bad override syntax, unknown keys or bad
+            values (each named by its dotted key).
+    """
+    task_path, method_path = _resolve(task, "tasks"), _resolve(method, "methods")
+    data = deep_merge(read_yaml(task_path), read_yaml(method_path))
+    data.setdefault("task", task_path.stem)
+    data.setdefault("method", method_path.stem)
+    for override in overrides:
+        apply_override(data, override)
+    return validate(data, source=f"task {task_path.stem!r} + method {method_path.stem!r}")
+
+
+def validate(data: Mapping[str, Any], source: str = "config") -> Config:
+    """A :class:`Config` from a plain dict (e.g. a saved ``config.yaml``), with readable errors."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"invalid {source}:\n" + format_errors(err)) from None
+
+
+# -- error messages -----------------------------------------------------------------------------
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through Optional, unions, lists, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    origin = typing.get_origin(annotation)
+    if origin is None:
+        return []
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        args = args[:1]
+    elif origin not in (typing.Union, types.UnionType, list, tuple):
+        return []
+    return [m for a in args for m in _models_in(a)]
+
+
+def _walk(loc: Sequence[Any]) -> tuple[type[BaseModel] | None, str]:
+    """Follow an error location through the Config models.
+
+    Returns:
+        The model whose fields sit at ``loc`` (None if it cannot be told) and the dotted key, in
+        which the tags pydantic inserts for discriminated unions (``schedule.piecewise.every``)
+        are left out (``schedule.every``).
+    """
+    models: list[type[BaseModel]] = [Config]
+    parts: list[str] = []
+    for part in loc:
+        tagged = [m for m in models if getattr(m.model_fields.get("kind"), "default", None) == part]
+        if tagged:
+            models = tagged
+            continue
+        parts.append(str(part))
+        if isinstance(part, int):
+            continue
+        models = [
+            m for model in models if part in model.model_fields for m in _models_in(model.model_fields[part].annotation)
+        ]
+    return (models[0] if len(models) == 1 else None), ".".join(parts)
+
+
+def format_errors(err: ValidationError) -> str:
+    """One line per error, ``dotted.key: message``; unknown keys list the allowed ones."""
+    lines = []
+    for e in err.errors():
+        model, key = _walk(e["loc"][:-1])
+        key = ".".join(p for p in (key, str(e["loc"][-1]) if e["loc"] else "") if p) or "<top>"
+        if e["type"] == "extra_forbidden":
+            allowed = f"; allowed: {', '.join(model.model_fields)}" if model else ""
+            hint = " (the learning rate is optimizer.lr)" if key == "agent.lr" else ""
+            lines.append(f"  {key}: unknown key{hint}{allowed}")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e['input']!r})")
+    return "\n".join(lines)

@@ -1,0 +1,374 @@
+"""The training loop of a run group, with logging, checkpoints and exact resume.
+
+``train_group(cfg, seeds, out_dir, steps)`` trains one method for several seeds as one run group
+(every weight ``[R, ...]``, one VecEnv of R x E envs) and writes, per seed,
+``out_dir/seed<k>/``: ``config.yaml``, ``meta.json`` (code version), TensorBoard events,
+``metrics.csv`` and, once finished, ``done.json``. The group's checkpoint (weights, optimizer and
+plug-in state, tracker windows, simulator state, RNG states, counters) is
+``out_dir/checkpoints/seeds_<list>.pt``: one file per group, since the simulator state of a
+group's envs is one object.
+
+Calling it again with the same arguments resumes every unfinished group from its checkpoint and
+skips finished seeds; a larger ``steps`` continues finished runs from their final checkpoint.
+Ctrl-C or SIGTERM finishes the current update, saves a checkpoint and raises
+:class:`Interrupted`; a second Ctrl-C aborts at once (the previous checkpoint stays valid).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import Progress
+from torch import Tensor
+
+import rlplast
+from rlplast import log_writer as tags
+from rlplast.agents.ppo import PPO
+from rlplast.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from rlplast.cli_types import format_seeds, parse_seeds
+from rlplast.config import Config
+from rlplast.envs.vec import VecEnv, make_vec_env
+from rlplast.log_writer import GroupLog
+from rlplast.progress import GroupProgress
+from rlplast.tracking import PlasticityTracker, tag
+
+CHECKPOINT_DIR = "checkpoints"
+DONE_NAME = "done.json"
+# update() keys logged outside losses/ (the tracker's per-network tags)
+NETWORK_TAGS = {"actor_grad_norm": tag("actor", "grad_norm"), "critic_grad_norm": tag("critic", "grad_norm")}
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal after saving a checkpoint; rerun the same call to resume."""
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; anything else as given (checked)."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available; use cpu or auto")
+    return dev
+
+
+def run_dir(out_dir: Path, seed: int) -> Path:
+    return Path(out_dir) / f"seed{seed}"
+
+
+def checkpoint_path(out_dir: Path, seeds: Sequence[int]) -> Path:
+    return Path(out_dir) / CHECKPOINT_DIR / f"seeds_{format_seeds(seeds)}.pt"
+
+
+def finished_steps(out_dir: Path, seed: int) -> int | None:
+    """Env steps a finished run reached (from its done.json), or None if it is not finished."""
+    path = run_dir(out_dir, seed) / DONE_NAME
+    if not path.exists():
+        return None
+    return int(json.loads(path.read_text())["steps"])
+
+
+def git_info() -> dict[str, Any]:
+    """Commit and dirty flag of the code's git checkout ("unknown" outside one)."""
+    root = Path(rlplast.__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        return {
+            "git_commit": git("rev-parse", "HEAD"),
+            "git_dirty": bool(git("status", "--porcelain", "--", "rlplast")),
+        }
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": "unknown", "git_dirty": None}
+
+
+class _StopFlag:
+    """Set by the first SIGINT/SIGTERM; a second SIGINT raises KeyboardInterrupt at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.on_request: list = []
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        for callback in self.on_request:
+            callback()
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_StopFlag]:
+    flag = _StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag  # signals reach only the main thread; the caller handles them there
+        return
+    previous = {s: signal.signal(s, flag) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+class RunGroup:
+    """One run group: env, agent, tracker and logs of R seeds trained in lockstep.
+
+    Args:
+        cfg: the resolved config.
+        seeds: one per run (R = len(seeds)).
+        out_dir: the method's results folder (``<out_dir>/seed<k>/`` per run).
+        backend: VecEnv backend (``cpu``, ``gym``, ``warp``, ``auto``).
+        device: where the networks (and the env's tensors) live.
+    """
+
+    def __init__(self, cfg: Config, seeds: Sequence[int], out_dir: Path, backend: str, device: torch.device):
+        self.cfg = cfg
+        self.seeds = list(seeds)
+        self.out_dir = Path(out_dir)
+        self.device = device
+        self.run_dirs = [run_dir(out_dir, s) for s in self.seeds]
+        self.ckpt_path = checkpoint_path(out_dir, self.seeds)
+        self.resolved = cfg.training_dict()
+        if cfg.run.torch_threads:
+            torch.set_num_threads(cfg.run.torch_threads)
+
+        self.env: VecEnv = make_vec_env(cfg.env, len(self.seeds), backend, device)
+        E = self.env.envs_per_run
+        self.agent = PPO(
+            cfg.agent, self.env.obs_dim, self.env.act_dim, self.seeds, E, cfg.optimizer, cfg.plugins, device
+        )
+        nets = {"actor": self.agent.actor.mlp, "critic": self.agent.critic.mlp}
+        self.tracker = PlasticityTracker(cfg.metrics, nets, len(self.seeds), device)
+        self.run_step = 0
+        self.obs: Tensor | None = None
+        self.last_return: float | None = None
+        resume_step = self._restore() if self.ckpt_path.exists() else None
+        if resume_step is None:
+            self.obs = self.env.reset(self.seeds).to(device)
+        self.logs = GroupLog(self.run_dirs, resume_step)
+        self._write_run_files(fresh=resume_step is None, backend=backend)
+        T, N = self.agent.rollout_len, self.env.num_envs
+        self._ep_end = torch.zeros(T, N, dtype=torch.bool, device=device)
+        self._ep_return = torch.zeros(T, N, device=device)
+        self._ep_length = torch.zeros(T, N, device=device)
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def _write_run_files(self, fresh: bool, backend: str) -> None:
+        meta = {
+            **git_info(),
+            "rlplast_version": rlplast.__version__,
+            "torch_version": torch.__version__,
+            "group_seeds": self.seeds,
+            "backend": backend,
+            "device": str(self.device),
+        }
+        text = self.cfg.to_yaml()
+        for d in self.run_dirs:
+            (d / DONE_NAME).unlink(missing_ok=True)  # continuing a finished run to more steps
+            atomic_write_text(d / "config.yaml", text)
+            atomic_write_json(d / "meta.json", meta)
+        if fresh:
+            block = "    " + text.replace("\n", "\n    ")  # markdown code block for TensorBoard
+            self.logs.text("config", [block] * len(self.seeds))
+            self.logs.text("meta", [f"    {json.dumps(meta)}"] * len(self.seeds))
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "seeds": self.seeds,
+            "run_step": self.run_step,
+            "obs": self.obs.cpu(),
+            "agent": self.agent.state_dict(),
+            "env": self.env.state_dict(),
+            "tracker": self.tracker.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "last_return": self.last_return,
+        }
+
+    def save(self) -> None:
+        save_checkpoint(self.ckpt_path, self.state_dict(), self.resolved)
+        self.logs.flush()
+
+    def _restore(self) -> int:
+        state = load_checkpoint(self.ckpt_path, self.resolved)
+        if list(state["seeds"]) != self.seeds:
+            raise ValueError(f"{self.ckpt_path} holds seeds {state['seeds']}, expected {self.seeds}")
+        self.agent.load_state_dict(state["agent"])
+        self.env.load_state_dict(state["env"])
+        self.tracker.load_state_dict(state["tracker"])
+        torch.set_rng_state(state["torch_rng"])
+        self.obs = state["obs"].to(self.device)
+        self.run_step = int(state["run_step"])
+        self.last_return = state["last_return"]
+        return self.run_step
+
+    # -- training -------------------------------------------------------------------------------
+
+    def _rollout(self) -> Tensor:
+        """One rollout into the agent's storage; returns the friction of the last step ``[N]``."""
+        agent, env, tracker = self.agent, self.env, self.tracker
+        E, step0 = env.envs_per_run, self.run_step
+        obs = self.obs
+        with torch.inference_mode():
+            for t in range(agent.rollout_len):
+                actions = agent.act(obs)
+                tracker.observe()
+                result = env.step(actions.to(env.device))
+                info = result.info
+                obs = result.obs.to(self.device)
+                agent.process_step(
+                    result.reward.to(self.device),
+                    result.terminated.to(self.device),
+                    result.truncated.to(self.device),
+                    info["final_obs"].to(self.device),
+                )
+                self._ep_end[t] = (result.terminated | result.truncated).to(self.device)
+                self._ep_return[t] = info["episode_return"].to(self.device)
+                self._ep_length[t] = info["episode_length"].to(self.device)
+                values = tracker.maybe_compute(step0 + (t + 1) * E)
+                if values:
+                    self.logs.scalars(values, step0 + (t + 1) * E)
+            agent.compute_returns(obs)
+        self.obs = obs
+        self.nonfinite = info["nonfinite_resets"].view(-1, E).sum(1)
+        return info["friction"]
+
+    def _log_episodes(self) -> None:
+        """Each finished episode's return and length, at the env step (of its run) it ended."""
+        E, step0 = self.env.envs_per_run, self.run_step
+        t_idx, n_idx = self._ep_end.nonzero(as_tuple=True)
+        if not len(t_idx):
+            return
+        returns = self._ep_return[t_idx, n_idx].tolist()
+        lengths = self._ep_length[t_idx, n_idx].tolist()
+        per_run: dict[int, list[float]] = {}
+        for t, n, ret, length in zip(t_idx.tolist(), n_idx.tolist(), returns, lengths, strict=True):
+            r, step = n // E, step0 + (t + 1) * E
+            self.logs.runs[r].scalar(tags.EPISODIC_RETURN, ret, step)
+            self.logs.runs[r].scalar(tags.EPISODIC_LENGTH, length, step)
+            per_run.setdefault(r, []).append(ret)
+        self.last_return = sum(sum(v) / len(v) for v in per_run.values()) / len(per_run)
+
+    def _log_update(self, losses: dict[str, Tensor], friction: Tensor, sps: float) -> None:
+        R = len(self.seeds)
+        values: dict[str, Any] = {NETWORK_TAGS.get(k, tags.loss_tag(k)): v for k, v in losses.items()}
+        values[tags.SPS] = [sps] * R
+        values[tags.FRICTION] = friction.view(R, -1).float().mean(1)
+        values[tags.NONFINITE_RESETS] = self.nonfinite
+        for plugin in self.agent.plugins:
+            for name, v in plugin.stats().items():
+                values[name if name.startswith("plasticity/") else f"plasticity/{name}"] = v
+        self.logs.scalars(values, self.run_step)
+
+    def train(self, steps: int, stop: _StopFlag, progress: GroupProgress) -> None:
+        """Train until every run has taken at least ``steps`` env steps (whole updates)."""
+        every = self.cfg.run.checkpoint_every
+        per_update = self.agent.rollout_len * self.env.envs_per_run
+        while self.run_step < steps:
+            start = time.perf_counter()
+            friction = self._rollout()
+            self._log_episodes()
+            losses = self.agent.update()
+            previous, self.run_step = self.run_step, self.run_step + per_update
+            sps = per_update / (time.perf_counter() - start)
+            self._log_update(losses, friction, sps)
+            progress.update(self.run_step, sps * len(self.seeds), self.last_return, friction.float().mean().item())
+            if stop.requested:
+                self.save()
+                raise Interrupted(
+                    f"stopped at step {self.run_step} of {steps}; checkpoint saved to {self.ckpt_path}. "
+                    "Run the same command again to resume."
+                )
+            if self.run_step // every > previous // every:
+                self.save()
+            else:
+                self.logs.flush()
+        self.save()
+        for d in self.run_dirs:
+            atomic_write_json(d / DONE_NAME, {"steps": self.run_step, "group_seeds": self.seeds, **git_info()})
+
+    def close(self) -> None:
+        self.logs.close()
+        self.env.close()
+
+
+def _plan_groups(out_dir: Path, pending: list[int]) -> list[list[int]]:
+    """Split the unfinished seeds into groups: those with a checkpoint resume as saved."""
+    groups, rest = [], list(pending)
+    for path in sorted((Path(out_dir) / CHECKPOINT_DIR).glob("seeds_*.pt")):
+        saved = parse_seeds(path.stem.removeprefix("seeds_"))
+        overlap = set(saved) & set(rest)
+        if not overlap:
+            continue
+        if not set(saved) <= set(rest):
+            raise ValueError(
+                f"{path} holds the group of seeds {format_seeds(saved)}, of which only "
+                f"{format_seeds(sorted(overlap))} are requested and unfinished; resume with --seeds "
+                f"{format_seeds(saved)} first, or delete that checkpoint"
+            )
+        groups.append(saved)
+        rest = [s for s in rest if s not in saved]
+    return [*groups, rest] if rest else groups
+
+
+def train_group(
+    cfg: Config,
+    seeds: Sequence[int],
+    out_dir: Path,
+    steps: int,
+    backend: str = "cpu",
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> None:
+    """Train ``cfg`` for every seed to ``steps`` env steps per run, as one run group.
+
+    Writes or resumes ``out_dir/seed<k>/`` for each seed (see the module doc). Seeds already
+    finished to at least ``steps`` are skipped.
+
+    Args:
+        cfg: the resolved config.
+        seeds: run seeds (distinct).
+        out_dir: the method's results folder, e.g. ``results/<experiment>/<method>``.
+        steps: env steps per run (rounded up to whole updates).
+        backend: VecEnv backend.
+        device: ``cpu``, ``cuda``, ``cuda:1`` or ``auto``.
+        progress: a display from :func:`rlplast.progress.make_progress`, or None for silence.
+
+    Raises:
+        Interrupted: on SIGINT/SIGTERM, after saving a checkpoint.
+        rlplast.checkpoint.CheckpointMismatch: a checkpoint in ``out_dir`` has another config.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
+    if steps <= 0:
+        raise ValueError(f"steps must be positive, got {steps}")
+    dev = resolve_device(device)
+    pending = [s for s in seeds if (finished_steps(out_dir, s) or 0) < steps]
+    with _stop_on_signals() as stop:
+        for group_seeds in _plan_groups(Path(out_dir), pending):
+            label = f"{cfg.method} seeds {format_seeds(group_seeds)}"
+            group = RunGroup(cfg, group_seeds, Path(out_dir), backend, dev)
+            bar = GroupProgress(progress, label, steps, group.run_step)
+            stop.on_request[:] = [lambda bar=bar: bar.message("stopping after this update (Ctrl-C again to abort)")]
+            try:
+                group.train(steps, stop, bar)
+            finally:
+                group.close()
+                bar.finish()

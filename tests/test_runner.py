@@ -1,0 +1,276 @@
+"""The training loop on a tiny seeded VecEnv: files, run groups, interrupt and exact resume."""
+
+import csv
+import json
+import signal
+
+import pytest
+import torch
+import yaml
+
+from rlplast import runner
+from rlplast.agents.ppo import PPO, PPOConfig
+from rlplast.checkpoint import CheckpointMismatch
+from rlplast.config import Config, RunConfig, validate
+from rlplast.envs.schedules import schedule_value
+from rlplast.envs.vec import EnvConfig, StepResult, VecEnv
+from rlplast.tracking import MetricsConfig
+
+UPDATE = 16  # env steps per run per update in these tests
+
+
+class PointVecEnv(VecEnv):
+    """A seeded toy task obeying the VecEnv contract: obs 3, act 2, reward -|a - obs[:2]|^2 * friction,
+    truncation at ``max_episode_steps``, termination when obs[2] > 1.2. Run r uses only seeds[r]."""
+
+    def __init__(self, cfg: EnvConfig, num_runs: int, device="cpu"):
+        super().__init__(num_runs, cfg.envs_per_run, 3, 2, device)
+        self.cfg = cfg
+
+    def _draw(self):
+        return torch.cat([torch.randn(self.envs_per_run, 3, generator=g) for g in self.gens])
+
+    def _friction(self):
+        steps = self.run_steps.tolist()
+        values = [schedule_value(self.cfg.friction.schedule, s, t) for s, t in zip(self.seeds, steps, strict=True)]
+        return torch.tensor(values).repeat_interleave(self.envs_per_run)
+
+    def reset(self, seeds):
+        self.seeds = list(seeds)
+        self.gens = [torch.Generator().manual_seed(1000 + s) for s in self.seeds]
+        self.state = self._draw()
+        self.t = torch.zeros(self.num_envs, dtype=torch.long)
+        self.ret = torch.zeros(self.num_envs)
+        self.run_steps = torch.zeros(self.num_runs, dtype=torch.long)
+        return self.state.clone()
+
+    def step(self, actions):
+        actions = self.check_actions(actions)
+        friction = self._friction()
+        reward = -(actions.clamp(-1, 1) - self.state[:, :2]).square().sum(1) * friction
+        self.state = 0.7 * self.state + 0.6 * self._draw()
+        self.t += 1
+        self.ret += reward
+        self.run_steps += self.envs_per_run
+        terminated = self.state[:, 2] > 1.2
+        truncated = (self.t >= self.cfg.max_episode_steps) & ~terminated
+        done = terminated | truncated
+        final_obs = self.state.clone()
+        info = {
+            "final_obs": final_obs,
+            "episode_return": torch.where(done, self.ret, 0.0),
+            "episode_length": torch.where(done, self.t, 0),
+            "friction": self._friction(),
+            "run_steps": self.run_steps.clone(),
+            "nonfinite_resets": torch.zeros(self.num_envs, dtype=torch.long),
+        }
+        self.state = torch.where(done.unsqueeze(1), self._draw(), self.state)
+        self.t = torch.where(done, 0, self.t)
+        self.ret = torch.where(done, 0.0, self.ret)
+        return StepResult(self.state.clone(), reward, terminated, truncated, info)
+
+    def state_dict(self):
+        return {
+            "seeds": self.seeds,
+            "gens": [g.get_state() for g in self.gens],
+            "state": self.state.clone(),
+            "t": self.t.clone(),
+            "ret": self.ret.clone(),
+            "run_steps": self.run_steps.clone(),
+        }
+
+    def load_state_dict(self, state):
+        self.seeds = list(state["seeds"])
+        self.gens = [torch.Generator().manual_seed(0) for _ in self.seeds]
+        for g, s in zip(self.gens, state["gens"], strict=True):
+            g.set_state(s)
+        for key in ("state", "t", "ret", "run_steps"):
+            setattr(self, key, state[key].clone())
+
+
+@pytest.fixture(autouse=True)
+def point_env(monkeypatch):
+    monkeypatch.setattr(runner, "make_vec_env", lambda cfg, num_runs, backend, device: PointVecEnv(cfg, num_runs))
+
+
+def tiny_cfg(**run) -> Config:
+    return Config(
+        task="point",
+        method="ppo",
+        env=EnvConfig(max_episode_steps=6, friction={"schedule": {"kind": "piecewise", "every": 40}}),
+        agent=PPOConfig(hidden=[8, 8], steps_per_update=UPDATE, epochs=2, minibatches=2),
+        metrics=MetricsConfig(window=12, interval=16, rank_interval=32),
+        run=RunConfig(**{"checkpoint_every": 32, **run}),
+    )
+
+
+def read_rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def comparable(rows):
+    """Every row but the wall-clock speed, as (step, tag, value) tuples."""
+    return [(r["step"], r["tag"], r["value"]) for r in rows if r["tag"] != "charts/sps"]
+
+
+def final_weights(out_dir, seeds):
+    state = torch.load(runner.checkpoint_path(out_dir, seeds), weights_only=True)
+    return state["agent"]["actor"] | {f"critic.{k}": v for k, v in state["agent"]["critic"].items()}
+
+
+def test_fresh_run_writes_every_result_file(tmp_path):
+    cfg = tiny_cfg()
+    runner.train_group(cfg, [0, 1], tmp_path, steps=3 * UPDATE)
+    for seed in (0, 1):
+        d = tmp_path / f"seed{seed}"
+        done = json.loads((d / "done.json").read_text())
+        assert done["steps"] == 48 and done["group_seeds"] == [0, 1]
+        assert validate(yaml.safe_load((d / "config.yaml").read_text())) == cfg
+        assert "git_commit" in json.loads((d / "meta.json").read_text())
+        assert list((d).glob("events.out.tfevents.*"))
+        rows = read_rows(d / "metrics.csv")
+        found = {r["tag"] for r in rows}
+        for expected in (
+            "charts/episodic_return",
+            "charts/episodic_length",
+            "charts/sps",
+            "env/friction",
+            "losses/policy_loss",
+            "losses/value_loss",
+            "losses/approx_kl",
+            "losses/clip_fraction",
+            "losses/explained_variance",
+            "losses/entropy",
+            "losses/grad_norm",
+            "plasticity/actor/grad_norm",
+            "plasticity/actor/dormant_fraction",
+            "plasticity/actor/stable_rank",
+            "plasticity/critic/weight_magnitude",
+        ):
+            assert expected in found, expected
+        losses = [int(r["step"]) for r in rows if r["tag"] == "losses/policy_loss"]
+        assert losses == [16, 32, 48]
+        # episodes of 6 steps at most, one env per run: the first ends by step 6
+        ep_steps = [int(r["step"]) for r in rows if r["tag"] == "charts/episodic_length"]
+        assert ep_steps[0] <= 6 and ep_steps == sorted(ep_steps)
+    # the logged friction follows the seeded schedule: step 48 is in the second 40-step piece
+    friction = [float(r["value"]) for r in read_rows(tmp_path / "seed1/metrics.csv") if r["tag"] == "env/friction"]
+    schedule = tiny_cfg().env.friction.schedule
+    assert friction[-1] == pytest.approx(schedule_value(schedule, 1, 48))
+    assert friction[0] == pytest.approx(schedule_value(schedule, 1, 16)) != friction[-1]
+
+
+def test_group_runs_match_single_runs(tmp_path):
+    runner.train_group(tiny_cfg(), [3, 4], tmp_path / "group", steps=2 * UPDATE)
+    runner.train_group(tiny_cfg(), [4], tmp_path / "alone", steps=2 * UPDATE)
+    group, alone = final_weights(tmp_path / "group", [3, 4]), final_weights(tmp_path / "alone", [4])
+    for name, value in alone.items():
+        torch.testing.assert_close(group[name][1], value[0], rtol=1e-5, atol=1e-6)
+    g_rows = comparable(read_rows(tmp_path / "group/seed4/metrics.csv"))
+    a_rows = comparable(read_rows(tmp_path / "alone/seed4/metrics.csv"))
+    assert [r[:2] for r in g_rows] == [r[:2] for r in a_rows]
+    for g, a in zip(g_rows, a_rows, strict=True):
+        assert float(g[2]) == pytest.approx(float(a[2]), rel=1e-4, abs=1e-5), g[:2]
+
+
+def interrupt_after(monkeypatch, updates: int, how: str):
+    """Make the agent's n-th update end with SIGINT (a clean stop) or an exception (a crash)."""
+    original, count = PPO.update, {"n": 0}
+
+    def update(self):
+        out = original(self)
+        count["n"] += 1
+        if count["n"] == updates:
+            if how == "signal":
+                signal.raise_signal(signal.SIGINT)
+            else:
+                raise RuntimeError("simulated crash")
+        return out
+
+    monkeypatch.setattr(PPO, "update", update)
+
+
+@pytest.mark.parametrize("how", ["signal", "crash"])
+def test_interrupt_and_resume_equals_straight_run(tmp_path, monkeypatch, how):
+    steps = 6 * UPDATE
+    runner.train_group(tiny_cfg(), [0, 1], tmp_path / "straight", steps=steps)
+
+    out = tmp_path / "resumed"
+    with monkeypatch.context() as m:
+        # stop in update 3: a signal saves at 48; a crash leaves the checkpoint of step 32
+        interrupt_after(m, 3, how)
+        error = runner.Interrupted if how == "signal" else RuntimeError
+        with pytest.raises(error):
+            runner.train_group(tiny_cfg(), [0, 1], out, steps=steps)
+    saved = torch.load(runner.checkpoint_path(out, [0, 1]), weights_only=True)["run_step"]
+    assert saved == (48 if how == "signal" else 32)
+    assert not (out / "seed0/done.json").exists()
+    runner.train_group(tiny_cfg(), [0, 1], out, steps=steps)
+
+    straight, resumed = final_weights(tmp_path / "straight", [0, 1]), final_weights(out, [0, 1])
+    for name, value in straight.items():
+        assert torch.equal(resumed[name], value), name
+    for seed in (0, 1):
+        a = comparable(read_rows(tmp_path / f"straight/seed{seed}/metrics.csv"))
+        b = comparable(read_rows(out / f"seed{seed}/metrics.csv"))
+        assert a == b
+
+
+def test_tensorboard_has_no_duplicate_steps_after_resume(tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with monkeypatch.context() as m:
+        interrupt_after(m, 3, "crash")
+        with pytest.raises(RuntimeError):
+            runner.train_group(tiny_cfg(), [0], tmp_path, steps=5 * UPDATE)
+    runner.train_group(tiny_cfg(), [0], tmp_path, steps=5 * UPDATE)
+    acc = EventAccumulator(str(tmp_path / "seed0"))
+    acc.Reload()
+    steps = [e.step for e in acc.Scalars("losses/policy_loss")]
+    assert steps == [16, 32, 48, 64, 80]
+
+
+def test_finished_runs_are_not_retrained_and_can_be_extended(tmp_path):
+    runner.train_group(tiny_cfg(), [0], tmp_path, steps=2 * UPDATE)
+    ckpt = runner.checkpoint_path(tmp_path, [0])
+    mtime = ckpt.stat().st_mtime_ns
+    runner.train_group(tiny_cfg(), [0], tmp_path, steps=2 * UPDATE)
+    assert ckpt.stat().st_mtime_ns == mtime
+    runner.train_group(tiny_cfg(), [0], tmp_path, steps=3 * UPDATE)
+    assert json.loads((tmp_path / "seed0/done.json").read_text())["steps"] == 48
+    rows = read_rows(tmp_path / "seed0/metrics.csv")
+    assert [int(r["step"]) for r in rows if r["tag"] == "losses/policy_loss"] == [16, 32, 48]
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path, monkeypatch):
+    with monkeypatch.context() as m:
+        interrupt_after(m, 1, "signal")
+        with pytest.raises(runner.Interrupted):
+            runner.train_group(tiny_cfg(), [0], tmp_path, steps=4 * UPDATE)
+    other = tiny_cfg().model_copy(update={"agent": PPOConfig(hidden=[8, 8], steps_per_update=16, clip=0.3)})
+    with pytest.raises(CheckpointMismatch, match=r"agent\.clip: 0\.2 -> 0\.3"):
+        runner.train_group(other, [0], tmp_path, steps=4 * UPDATE)
+    # run settings are not part of the hash: a different checkpoint interval resumes fine
+    runner.train_group(tiny_cfg(checkpoint_every=16), [0], tmp_path, steps=4 * UPDATE)
+
+
+def test_groups_resume_as_saved_and_partial_overlap_is_an_error(tmp_path, monkeypatch):
+    with monkeypatch.context() as m:
+        interrupt_after(m, 1, "signal")
+        with pytest.raises(runner.Interrupted):
+            runner.train_group(tiny_cfg(), [0, 1], tmp_path, steps=2 * UPDATE)
+    with pytest.raises(ValueError, match="seeds 0-1"):
+        runner.train_group(tiny_cfg(), [1, 2], tmp_path, steps=2 * UPDATE)
+    runner.train_group(tiny_cfg(), [0, 1, 2], tmp_path, steps=2 * UPDATE)
+    assert runner.checkpoint_path(tmp_path, [0, 1]).exists() and runner.checkpoint_path(tmp_path, [2]).exists()
+    assert all((tmp_path / f"seed{s}/done.json").exists() for s in (0, 1, 2))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="distinct"):
+        runner.train_group(tiny_cfg(), [0, 0], "unused", steps=16)
+    assert runner.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            runner.resolve_device("cuda")
