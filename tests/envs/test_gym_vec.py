@@ -38,7 +38,7 @@ def test_gym_backend_state_dict_exact(busy_cfg):
     for x, a in zip(first, acts[50:], strict=True):
         y = fresh.step(a)
         assert torch.equal(x.obs, y.obs) and torch.equal(x.reward, y.reward) and torch.equal(x.truncated, y.truncated)
-    with pytest.raises(ValueError, match="state is for backend 'gym'.*this env is 'cpu'"):
+    with pytest.raises(ValueError, match=r"state is for backend 'gym'.*this env is 'cpu'"):
         make_vec_env(busy_cfg, 2, backend="cpu").load_state_dict(state)
 
 
