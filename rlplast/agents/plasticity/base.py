@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rlplast.agents.networks import HiddenLayer
+from rlplast.agents.networks import BatchedLinear, HiddenLayer
 
 
 @dataclass
@@ -74,3 +74,54 @@ class Plugin:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what ``state_dict`` returned."""
+
+
+class ConfiguredPlugin(Plugin):
+    """A plug-in built from its config model (``cfg``), as ``build_plugins`` does."""
+
+    def __init__(
+        self,
+        cfg: object,
+        layers: Sequence[HiddenLayer],
+        optimizer: torch.optim.Optimizer,
+        seeds: Sequence[int],
+    ):
+        super().__init__(layers, optimizer, seeds)
+        self.cfg = cfg
+
+
+def generator_states(generators: Sequence[torch.Generator]) -> list[Tensor]:
+    """The generators' states (uint8 tensors: safe for ``torch.load(weights_only=True)``)."""
+    return [g.get_state() for g in generators]
+
+
+def set_generator_states(generators: Sequence[torch.Generator], states: Sequence[Tensor]) -> None:
+    """Restore what :func:`generator_states` returned."""
+    for gen, state in zip(generators, states, strict=True):
+        gen.set_state(state.cpu())
+
+
+def linear_layers(layers: Sequence[HiddenLayer]) -> list[BatchedLinear]:
+    """Every Linear that ``layers`` touch (incoming and outgoing), each once, in network order."""
+    seen: dict[int, BatchedLinear] = {}
+    for layer in layers:
+        for linear in (layer.incoming, layer.outgoing):
+            seen.setdefault(id(linear), linear)
+    return list(seen.values())
+
+
+def reset_optimizer_state(optimizer: torch.optim.Optimizer, param: Tensor, index: tuple) -> None:
+    """Forget the optimizer's per-weight state of ``param[index]`` (moments, traces, step counts).
+
+    Our optimizers (:class:`~rlplast.agents.plasticity.adam.ResettableOptimizer`) restart the
+    elements' bias correction too; plain SGD has no per-weight state.
+    """
+    if hasattr(optimizer, "reset_elements"):
+        optimizer.reset_elements(param, index)
+    elif isinstance(optimizer, torch.optim.SGD) and not any(g.get("momentum") for g in optimizer.param_groups):
+        return
+    else:
+        raise TypeError(
+            f"cannot reset per-weight state of {type(optimizer).__name__}; use the optimizers of "
+            "rlplast.agents.plasticity (kinds adam, sgd, upgd, adaupgd) or set reset_optimizer_state: false"
+        )

@@ -1,0 +1,140 @@
+"""UPGD and AdaUPGD (Elsayed & Mahmood, ICLR 2024): first-order utility, global scaling.
+
+For every weight w with gradient g at step t (PROTOCOL.md section 5):
+
+    U <- beta_u U + (1 - beta_u) (-g * w)           utility trace (first-order Taylor term)
+    U_hat = U / (1 - beta_u^t)
+    eta = max of U_hat over every weight of the network, per run
+    U_bar = sigmoid(U_hat / eta)                     scaled utility in (0, 1)
+    w <- (1 - lr lambda) w - lr (d + xi) (1 - U_bar),   xi ~ N(0, sigma^2)
+
+with direction d = g (``UPGD``, SGD form) or d = m_hat / (sqrt(v_hat) + eps) (``AdaUPGD``, Adam
+moments of g). Weight decay lambda is decoupled. Useful weights (high utility) are protected,
+useless ones get the full gradient step plus noise.
+
+Guard: if every utility of a run is <= 0, then eta <= 0 and ``U_hat / eta`` would flip the
+ranking (or divide by zero); such a run gets no protection, ``U_bar = 0`` (a plain step plus noise).
+Departures from the reference code (``mohmdelsayed/upgd``): eta is the max of the bias-corrected
+utilities (the reference takes the raw trace's max) and the step is ``lr`` (the reference uses
+``2 lr``). The noise of run r comes from run r's own generator on the parameters' device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rlplast.agents.plasticity.adam import ResettableOptimizer
+from rlplast.agents.plasticity.noise import RunNoise
+
+SALT = 0x0BD
+
+
+class UPGD(ResettableOptimizer):
+    """UPGD (``adaptive=False``) or AdaUPGD (``adaptive=True``) over ``[R, ...]`` parameters.
+
+    Args:
+        params: parameters, each with the leading run dimension R (one parameter group).
+        seeds: the run seeds, length R (for the perturbation noise).
+        lr: step size.
+        beta_utility: decay of the utility trace.
+        sigma: std of the Gaussian perturbation (0: none).
+        weight_decay: decoupled weight decay lambda.
+        adaptive: AdaUPGD (Adam-normalised direction) instead of the gradient.
+        betas: Adam decay rates (AdaUPGD only).
+        eps: Adam denominator term (AdaUPGD only).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        seeds: Sequence[int],
+        lr: float,
+        beta_utility: float = 0.999,
+        sigma: float = 1e-3,
+        weight_decay: float = 0.0,
+        adaptive: bool = False,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ):
+        params = list(params)
+        if lr <= 0 or sigma < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in (beta_utility, *betas)):
+            raise ValueError(
+                f"bad UPGD settings lr={lr}, sigma={sigma}, weight_decay={weight_decay}, "
+                f"beta_utility={beta_utility}, betas={betas}; need lr > 0, sigma >= 0, weight_decay >= 0, "
+                "0 <= betas < 1"
+            )
+        bad = [tuple(p.shape) for p in params if p.dim() == 0 or p.shape[0] != len(seeds)]
+        if bad:
+            raise ValueError(f"UPGD needs every parameter to lead with the run dimension {len(seeds)}; got {bad}")
+        defaults = {
+            "lr": lr,
+            "beta_utility": beta_utility,
+            "sigma": sigma,
+            "weight_decay": weight_decay,
+            "betas": tuple(betas),
+            "eps": eps,
+        }
+        super().__init__(params, defaults)
+        self.adaptive = adaptive
+        self.state_keys = ("utility", "exp_avg", "exp_avg_sq") if adaptive else ("utility",)
+        self.noise = RunNoise(params, seeds, SALT)
+        self.num_runs = len(seeds)
+
+    def _betas(self, group: dict[str, Any]) -> tuple[float, ...]:
+        return (group["beta_utility"], *group["betas"]) if self.adaptive else (group["beta_utility"],)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Torch's optimizer state plus the noise generators' states."""
+        return {**super().state_dict(), "noise": self.noise.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        self.noise.load_state_dict(state_dict.pop("noise"))
+        super().load_state_dict(state_dict)
+
+    def _update(self) -> None:
+        if len(self.param_groups) != 1:
+            raise ValueError("UPGD scales by the network-wide max utility: give it one parameter group")
+        group = self.param_groups[0]
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        beta_u = group["beta_utility"]
+        traced = []  # (param, state, corrections, U_hat)
+        for param in params:
+            state = self._param_state(param)
+            corrections = self._corrections(state, group)
+            state["utility"].mul_(beta_u).addcmul_(param.grad, param, value=-(1 - beta_u))
+            traced.append((param, state, corrections, state["utility"] / corrections[0]))
+        eta = torch.stack([u_hat.flatten(1).amax(1) for *_, u_hat in traced]).amax(0)  # [R]
+        sigma = group["sigma"]
+        noise = dict(zip(map(id, group["params"]), self.noise.draw(sigma), strict=True)) if sigma > 0 else {}
+        lr, decay = group["lr"], group["weight_decay"]
+        for param, state, corrections, u_hat in traced:
+            eta_b = eta.view(-1, *[1] * (param.dim() - 1))
+            # 1 - sigmoid(U_hat / eta) = sigmoid(-U_hat / eta); eta <= 0: no protection
+            keep = torch.where(eta_b > 0, torch.sigmoid(u_hat.div_(-eta_b)), 1.0)
+            direction = self._direction(param, state, corrections, group)
+            if id(param) in noise:
+                direction = direction + noise[id(param)]
+            if decay:
+                param.mul_(1 - lr * decay)
+            param.addcmul_(direction, keep, value=-lr)
+
+    def _direction(
+        self, param: Tensor, state: dict[str, Tensor], corrections: list[float | Tensor], group: dict[str, Any]
+    ) -> Tensor:
+        """The unscaled step direction: the gradient, or AdaUPGD's Adam-normalised gradient."""
+        grad = param.grad
+        if not self.adaptive:
+            return grad
+        beta1, beta2 = group["betas"]
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        denom = exp_avg_sq.div(corrections[2]).sqrt_().add_(group["eps"])
+        return exp_avg.div(corrections[1]).div_(denom)
