@@ -46,7 +46,9 @@ class OptimizerConfig(BaseModel):
 
     @model_validator(mode="after")
     def _upgd_fields_need_upgd(self) -> OptimizerConfig:
-        stray = sorted(set(UPGD_FIELDS) & self.model_fields_set)
+        # a full dump (defaults included) must validate again, so only changed values count
+        fields = type(self).model_fields
+        stray = sorted(f for f in UPGD_FIELDS if getattr(self, f) != fields[f].default)
         if stray and self.kind not in UPGD_KINDS:
             raise ValueError(f"optimizer fields {stray} apply to kinds {list(UPGD_KINDS)} only, not {self.kind!r}")
         return self
