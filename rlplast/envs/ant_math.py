@@ -1,9 +1,8 @@
-"""Gymnasium Ant-v5's observation, reward and termination as batched torch functions.
+"""Gymnasium Ant-v5's observation, reward and termination as batched array functions.
 
-Every backend that rebuilds Ant-v5 (the CPU one here, the Warp one on the GPU) computes its
-outputs with these functions, term by term as ``gymnasium/envs/mujoco/ant_v5.py`` (Gymnasium 1.x)
-does, so the backends agree by construction. What a backend must hand over after each env step,
-for N envs:
+The CPU backend computes its outputs with these functions (float64 numpy, where small-array calls
+are cheapest), term by term as ``gymnasium/envs/mujoco/ant_v5.py`` (Gymnasium 1.x) does; the Warp
+backend mirrors them in its kernels. What a backend must hand over after each env step, for N envs:
 
 * ``qpos [N, nq]``, ``qvel [N, nv]``: the state after ``frame_skip`` calls of ``mj_step``.
 * ``cfrc_ext [N, nbody, 6]``: ``data.cfrc_ext`` after ``mj_rnePostConstraint`` (Gymnasium calls it
@@ -21,9 +20,8 @@ generator); ``mj_forward``.
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor
 
 
 class AntSpec(BaseModel):
@@ -54,44 +52,50 @@ class AntSpec(BaseModel):
         return nq - skipped + nv + (6 * (nbody - 1) if self.include_cfrc_ext_in_observation else 0)
 
 
-def contact_forces(cfrc_ext: Tensor, spec: AntSpec) -> Tensor:
+def contact_forces(cfrc_ext: np.ndarray, spec: AntSpec) -> np.ndarray:
     """``cfrc_ext [N, nbody, 6]`` clipped to ``contact_force_range``."""
     low, high = spec.contact_force_range
-    return cfrc_ext.clamp(low, high)
+    return np.clip(cfrc_ext, low, high)
 
 
-def observation(qpos: Tensor, qvel: Tensor, cfrc_ext: Tensor, spec: AntSpec) -> Tensor:
+def observation(qpos: np.ndarray, qvel: np.ndarray, cfrc_ext: np.ndarray, spec: AntSpec) -> np.ndarray:
     """``[N, obs_dim]``: qpos (without x, y by default), qvel, and optionally clipped cfrc_ext[1:]."""
     position = qpos[:, 2:] if spec.exclude_current_positions_from_observation else qpos
     parts = [position, qvel]
     if spec.include_cfrc_ext_in_observation:
-        parts.append(contact_forces(cfrc_ext, spec)[:, 1:].flatten(1))
-    return torch.cat(parts, dim=1)
+        parts.append(contact_forces(cfrc_ext, spec)[:, 1:].reshape(len(qpos), -1))
+    return np.concatenate(parts, axis=1)
 
 
-def is_healthy(qpos: Tensor, qvel: Tensor, spec: AntSpec) -> Tensor:
+def is_healthy(qpos: np.ndarray, qvel: np.ndarray, spec: AntSpec) -> np.ndarray:
     """``[N]`` bool: the whole state is finite and the torso height qpos[2] is within the range."""
     low, high = spec.healthy_z_range
-    finite = torch.isfinite(qpos).all(dim=1) & torch.isfinite(qvel).all(dim=1)
+    finite = np.isfinite(qpos).all(axis=1) & np.isfinite(qvel).all(axis=1)
     z = qpos[:, 2]
     return finite & (z >= low) & (z <= high)
 
 
 def reward(
-    x_before: Tensor, x_after: Tensor, action: Tensor, cfrc_ext: Tensor, healthy: Tensor, spec: AntSpec, dt: float
-) -> Tensor:
+    x_before: np.ndarray,
+    x_after: np.ndarray,
+    action: np.ndarray,
+    cfrc_ext: np.ndarray,
+    healthy: np.ndarray,
+    spec: AntSpec,
+    dt: float,
+) -> np.ndarray:
     """``[N]``: forward velocity + healthy reward - control cost - contact cost (Ant-v5).
 
     The healthy reward is paid only while healthy (v5), and the contact cost is charged whether
     or not the contact forces are observed (v5).
     """
     forward = (x_after - x_before) / dt * spec.forward_reward_weight
-    healthy_reward = healthy.to(forward.dtype) * spec.healthy_reward
-    ctrl_cost = spec.ctrl_cost_weight * action.to(forward.dtype).square().sum(dim=1)
-    contact_cost = spec.contact_cost_weight * contact_forces(cfrc_ext, spec).square().sum(dim=(1, 2))
+    healthy_reward = healthy * spec.healthy_reward
+    ctrl_cost = spec.ctrl_cost_weight * np.square(action).sum(axis=1)
+    contact_cost = spec.contact_cost_weight * np.square(contact_forces(cfrc_ext, spec)).sum(axis=(1, 2))
     return (forward + healthy_reward) - (ctrl_cost + contact_cost)
 
 
-def terminated(healthy: Tensor, spec: AntSpec) -> Tensor:
+def terminated(healthy: np.ndarray, spec: AntSpec) -> np.ndarray:
     """``[N]`` bool: unhealthy, if ``terminate_when_unhealthy``."""
-    return ~healthy if spec.terminate_when_unhealthy else torch.zeros_like(healthy)
+    return ~healthy if spec.terminate_when_unhealthy else np.zeros_like(healthy)

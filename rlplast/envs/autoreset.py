@@ -37,16 +37,16 @@ class AutoResetVecEnv(VecEnv):
         self.clock = FrictionClock(cfg.friction, self.num_runs, self.envs_per_run)
         n = self.num_envs
         self.rngs: list[np.random.Generator] = [env_rng(0, 0) for _ in range(n)]
-        self.episode_return = torch.zeros(n, dtype=torch.float64)
-        self.episode_length = torch.zeros(n, dtype=torch.int64)
-        self.nonfinite_resets = torch.zeros(n, dtype=torch.int64)
+        self.episode_return = np.zeros(n)
+        self.episode_length = np.zeros(n, dtype=np.int64)
+        self.nonfinite_resets = np.zeros(n, dtype=np.int64)
         self._started = False
         self._all = np.arange(n)
 
     # ---- backend hooks -------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def _simulate(self, actions: np.ndarray) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def _simulate(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """One env step of all envs with ``actions [N, act_dim]`` (float64).
 
         Returns:
@@ -56,7 +56,7 @@ class AutoResetVecEnv(VecEnv):
         """
 
     @abc.abstractmethod
-    def _reset_envs(self, idx: np.ndarray) -> Tensor:
+    def _reset_envs(self, idx: np.ndarray) -> np.ndarray:
         """Reset envs ``idx`` (noise from ``self.rngs[n]``); returns their obs ``[len(idx), obs_dim]``."""
 
     @abc.abstractmethod
@@ -76,8 +76,8 @@ class AutoResetVecEnv(VecEnv):
 
     # ---- the contract --------------------------------------------------------------------------
 
-    def _out(self, x: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
-        return x.to(device=self.device, dtype=dtype)
+    def _out(self, x: np.ndarray, dtype: torch.dtype = torch.float32) -> Tensor:
+        return torch.from_numpy(x).to(device=self.device, dtype=dtype)
 
     def reset(self, seeds: Sequence[int]) -> Tensor:
         """Reset every env; env e of run r draws its noise from (seeds[r], e). Returns obs ``[N, obs_dim]``."""
@@ -86,49 +86,57 @@ class AutoResetVecEnv(VecEnv):
         self.rngs = [env_rng(int(self.clock.seeds[n // e_count]), n % e_count) for n in range(self.num_envs)]
         self._bind_rngs()
         self._set_friction(self._all)
-        self.episode_return.zero_()
-        self.episode_length.zero_()
-        self.nonfinite_resets.zero_()
+        self.episode_return[:] = 0.0
+        self.episode_length[:] = 0
+        self.nonfinite_resets[:] = 0
         self._started = True
         return self._out(self._reset_envs(self._all))
 
-    def step(self, actions: Tensor) -> StepResult:
-        """Step all envs; envs that end are reset in the same call (see rlplast.envs.vec)."""
+    def _actions_array(self, actions: Tensor) -> np.ndarray:
+        """``[N, act_dim]`` float64 numpy copy of checked actions."""
         if not self._started:
             raise RuntimeError("call reset(seeds) before step()")
-        act = self.check_actions(actions).detach().to("cpu", torch.float64).contiguous().numpy()
-        obs, reward, terminated, truncated, bad = self._simulate(act)
-        bad = bad | ~torch.isfinite(reward) | ~torch.isfinite(obs).all(dim=1)
+        actions = torch.as_tensor(actions)
+        if actions.shape != (self.num_envs, self.act_dim) or not actions.is_floating_point():
+            self.check_actions(actions)  # raises with the details
+        act = actions.detach().to("cpu", torch.float64).numpy()
+        if not np.isfinite(act).all():
+            self.check_actions(actions)
+        return act
+
+    def step(self, actions: Tensor) -> StepResult:
+        """Step all envs; envs that end are reset in the same call (see rlplast.envs.vec)."""
+        obs, reward, terminated, truncated, bad = self._simulate(self._actions_array(actions))
+        bad |= ~np.isfinite(reward) | ~np.isfinite(obs).all(axis=1)
         if bad.any():
             terminated = terminated | bad
-            reward = torch.where(bad, torch.zeros_like(reward), reward)
-            obs = torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
-            self.nonfinite_resets += bad.long()
+            reward = np.where(bad, 0.0, reward)
+            obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+            self.nonfinite_resets += bad
         self.episode_return += reward
         self.episode_length += 1
         truncated = truncated | (self.episode_length >= self.cfg.max_episode_steps)
         done = terminated | truncated
-        ep_return = torch.where(done, self.episode_return, 0.0)
-        ep_length = torch.where(done, self.episode_length, 0)
+        ep_return = np.where(done, self.episode_return, 0.0)
+        ep_length = np.where(done, self.episode_length, 0)
         self.episode_return[done] = 0.0
         self.episode_length[done] = 0
 
-        done_np = done.numpy()
-        changed = self.clock.tick() | self.clock.episode_end(done_np)
+        changed = self.clock.tick() | self.clock.episode_end(done)
         if changed.any():
             self._set_friction(np.flatnonzero(changed))
         next_obs = obs
-        if done_np.any():
-            idx = np.flatnonzero(done_np)
-            next_obs = obs.clone()
-            next_obs[torch.from_numpy(idx)] = self._reset_envs(idx)
+        if done.any():
+            idx = np.flatnonzero(done)
+            next_obs = obs.copy()
+            next_obs[idx] = self._reset_envs(idx)
         info = {
             "final_obs": self._out(obs),
             "episode_return": self._out(ep_return),
             "episode_length": self._out(ep_length, torch.int64),
-            "friction": self._out(torch.from_numpy(self.clock.friction)),
-            "run_steps": self._out(torch.from_numpy(self.clock.run_steps), torch.int64),
-            "nonfinite_resets": self._out(self.nonfinite_resets, torch.int64),
+            "friction": self._out(self.clock.friction),
+            "run_steps": self._out(self.clock.run_steps.copy(), torch.int64),
+            "nonfinite_resets": self._out(self.nonfinite_resets.copy(), torch.int64),
         }
         flags = [self._out(x, torch.bool) for x in (terminated, truncated)]
         return StepResult(self._out(next_obs), self._out(reward), *flags, info)
@@ -143,9 +151,9 @@ class AutoResetVecEnv(VecEnv):
             "sim": self._sim_state_dict(),
             "rngs": [rng.bit_generator.state for rng in self.rngs],
             "clock": self.clock.state_dict(),
-            "episode_return": self.episode_return.clone(),
-            "episode_length": self.episode_length.clone(),
-            "nonfinite_resets": self.nonfinite_resets.clone(),
+            "episode_return": torch.from_numpy(self.episode_return.copy()),
+            "episode_length": torch.from_numpy(self.episode_length.copy()),
+            "nonfinite_resets": torch.from_numpy(self.nonfinite_resets.copy()),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -164,7 +172,6 @@ class AutoResetVecEnv(VecEnv):
             self.rngs.append(rng)
         self._bind_rngs()
         self._set_friction(self._all)
-        self.episode_return.copy_(state["episode_return"])
-        self.episode_length.copy_(state["episode_length"])
-        self.nonfinite_resets.copy_(state["nonfinite_resets"])
+        for key in ("episode_return", "episode_length", "nonfinite_resets"):
+            getattr(self, key)[:] = np.asarray(state[key])
         self._started = True

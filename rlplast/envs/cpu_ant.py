@@ -2,10 +2,10 @@
 
 Each env has its own ``MjModel`` (its friction may differ) and ``MjData``, and is stepped with the
 same calls Gymnasium makes (``mj_step`` x frame_skip, then ``mj_rnePostConstraint``), so a run
-matches ``gym.make("rlplast/SlipperyAnt-v0")`` step for step. A pool of threads takes contiguous
-chunks of envs; ``mj_step`` releases the GIL, so the chunks simulate in parallel and the Python
-cost per env is a few array copies. Observation, reward and termination are then computed for
-all N envs at once by ``rlplast.envs.ant_math``.
+matches ``gym.make("rlplast/SlipperyAnt-v0")`` step for step. The calling thread and a pool of
+helpers take envs one at a time from a shared queue; ``mj_step`` releases the GIL, so envs
+simulate in parallel, and the Python cost per env is a few array copies. Observation, reward and
+termination are then computed for all N envs at once by ``rlplast.envs.ant_math``.
 
 Why not ``mujoco.rollout``: it keeps one MjData per thread and copies the state in and out, which
 loses the solver warm start between env steps (so it would not match Gymnasium exactly), and it
@@ -15,8 +15,8 @@ cannot run ``mj_rnePostConstraint``, which the contact cost needs.
 from __future__ import annotations
 
 import copy
-import itertools
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from gymnasium.envs.mujoco.mujoco_env import expand_model_path
 from pydantic import ValidationError
-from torch import Tensor
 
 from rlplast.envs import ant_math
 from rlplast.envs.ant_math import AntSpec
@@ -89,60 +88,56 @@ class CpuAntVecEnv(AutoResetVecEnv):
         self._cfrc = np.zeros((n, base.nbody, 6))
         self._x_before = np.zeros(n)
         self._x_after = np.zeros(n)
-        self._bad = np.zeros(n, dtype=bool)
+        self._warnings = np.zeros((n, BAD_STATE_WARNINGS.stop - BAD_STATE_WARNINGS.start), dtype=np.int32)
         self._views = [
             (d.ctrl, d.qpos, d.qvel, d.cfrc_ext, d.xpos[self.main_body], d.warning.number[BAD_STATE_WARNINGS])
             for d in self.datas
         ]
         threads = max(1, min(num_threads or cfg.num_threads or available_cores(), n))
-        bounds = np.linspace(0, n, threads + 1).astype(int)
-        self._chunks = [(int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="rlplast-mj") if threads > 1 else None
+        # the calling thread steps envs too, with threads - 1 helpers
+        self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="rlplast-mj") if threads > 1 else None
         self.num_threads = threads
 
     # ---- simulation ----------------------------------------------------------------------------
 
     def _gather(self, n: int) -> None:
-        _, qpos, qvel, cfrc, xpos, _ = self._views[n]
+        _, qpos, qvel, cfrc, xpos, warnings = self._views[n]
         self._qpos[n] = qpos
         self._qvel[n] = qvel
         self._cfrc[n] = cfrc
         self._x_after[n] = xpos[0]
+        self._warnings[n] = warnings
 
-    def _step_chunk(self, chunk: tuple[int, int]) -> None:
+    def _step_envs(self, queue: Iterator[int]) -> None:
+        """Step envs taken one by one from ``queue``, shared by all threads (dynamic balancing)."""
+        # the only per-env Python: a ctrl copy, two MuJoCo calls (GIL released) and five copies
         step, rne, nsub = mujoco.mj_step, mujoco.mj_rnePostConstraint, self.spec.frame_skip
         models, datas, views, ctrl, gather = self.models, self.datas, self._views, self._ctrl, self._gather
-        for n in range(*chunk):
+        for n in queue:
             m, d = models[n], datas[n]
             views[n][0][:] = ctrl[n]
             step(m, d, nsub)
             rne(m, d)
             gather(n)
-            self._bad[n] = views[n][5].any()
 
-    def _simulate(self, actions: np.ndarray) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def _simulate(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         self._ctrl[:] = actions
         self._x_before[:] = self._x_after
-        if self._pool is None:
-            self._step_chunk(self._chunks[0])
-        else:
-            list(self._pool.map(self._step_chunk, self._chunks))
-        qpos, qvel, cfrc = (torch.from_numpy(a) for a in (self._qpos, self._qvel, self._cfrc))
-        healthy = ant_math.is_healthy(qpos, qvel, self.spec)
-        reward = ant_math.reward(
-            torch.from_numpy(self._x_before),
-            torch.from_numpy(self._x_after),
-            torch.from_numpy(actions),
-            cfrc,
-            healthy,
-            self.spec,
-            self.dt,
-        )
-        obs = ant_math.observation(qpos, qvel, cfrc, self.spec)
-        no_limit = torch.zeros(self.num_envs, dtype=torch.bool)
-        return obs, reward, ant_math.terminated(healthy, self.spec), no_limit, torch.from_numpy(self._bad.copy())
+        # A range iterator hands out each index once even when threads share it (its next() runs
+        # under the GIL), so a thread that the OS pauses leaves its envs to the others.
+        queue = iter(range(self.num_envs))
+        helpers = [self._pool.submit(self._step_envs, queue) for _ in range(self.num_threads - 1)] if self._pool else []
+        self._step_envs(queue)
+        for helper in helpers:
+            helper.result()
+        spec = self.spec
+        healthy = ant_math.is_healthy(self._qpos, self._qvel, spec)
+        reward = ant_math.reward(self._x_before, self._x_after, actions, self._cfrc, healthy, spec, self.dt)
+        obs = ant_math.observation(self._qpos, self._qvel, self._cfrc, spec)
+        bad = self._warnings.any(axis=1)
+        return obs, reward, ant_math.terminated(healthy, spec), np.zeros(self.num_envs, dtype=bool), bad
 
-    def _reset_envs(self, idx: np.ndarray) -> Tensor:
+    def _reset_envs(self, idx: np.ndarray) -> np.ndarray:
         scale = self.spec.reset_noise_scale
         for n in idx:
             m, d, rng = self.models[n], self.datas[n], self.rngs[n]
@@ -152,10 +147,7 @@ class CpuAntVecEnv(AutoResetVecEnv):
             d.qvel[:] = self._qvel0 + scale * rng.standard_normal(m.nv)
             mujoco.mj_forward(m, d)
             self._gather(n)
-        t = torch.from_numpy(idx)
-        return ant_math.observation(
-            torch.from_numpy(self._qpos)[t], torch.from_numpy(self._qvel)[t], torch.from_numpy(self._cfrc)[t], self.spec
-        )
+        return ant_math.observation(self._qpos[idx], self._qvel[idx], self._cfrc[idx], self.spec)
 
     def _set_friction(self, idx: np.ndarray) -> None:
         for n in idx:

@@ -83,7 +83,7 @@ class GymVecEnv(AutoResetVecEnv):
         for env, rng in zip(self.envs, self.rngs, strict=True):
             env.unwrapped.np_random = rng
 
-    def _simulate(self, actions: np.ndarray) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def _simulate(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         n = self.num_envs
         obs = np.empty((n, self.obs_dim))
         reward = np.empty(n)
@@ -91,15 +91,14 @@ class GymVecEnv(AutoResetVecEnv):
         for i, env in enumerate(self.envs):
             obs[i], reward[i], flags[0, i], flags[1, i], _ = env.step(actions[i])
             flags[2, i] = env.unwrapped.data.warning.number[BAD_STATE_WARNINGS].any()
-        terminated, truncated, bad = torch.from_numpy(flags)
-        return torch.from_numpy(obs), torch.from_numpy(reward), terminated, truncated, bad
+        return obs, reward, flags[0], flags[1], flags[2]
 
-    def _reset_envs(self, idx: np.ndarray) -> Tensor:
+    def _reset_envs(self, idx: np.ndarray) -> np.ndarray:
         rows = []
         for i in idx:
             rows.append(np.asarray(self.envs[i].reset()[0], dtype=np.float64))
             self._has_reset[i] = True
-        return torch.from_numpy(np.stack(rows))
+        return np.stack(rows)
 
     def _set_friction(self, idx: np.ndarray) -> None:
         for i in idx:

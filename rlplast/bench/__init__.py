@@ -1,0 +1,1 @@
+"""Throughput benchmarks, each measured side by side in one process."""
