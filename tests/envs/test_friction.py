@@ -154,3 +154,13 @@ def test_stable_baselines3_make_vec_env_steps():
     # seeds 0 and 1: each env follows its own schedule
     assert [i["friction"] for i in infos] == [PiecewiseSchedule().at(s, 0) for s in (0, 1)]
     venv.close()
+
+
+def test_public_names_of_the_env_package():
+    import rlplast.envs
+
+    assert rlplast.envs.ChangingFriction is ChangingFriction
+    assert set(rlplast.envs.ENV_IDS) == {"rlplast/SlipperyAnt-v0", "rlplast/Ant-v0"}
+    assert all(env_id in gym.registry for env_id in rlplast.envs.ENV_IDS)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        rlplast.envs.Nope  # noqa: B018
