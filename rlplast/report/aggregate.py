@@ -189,14 +189,17 @@ def bin_series(series: Series, edges: np.ndarray) -> np.ndarray:
     A bin without values between the run's first and last logged step takes the linear
     interpolation of its neighbours' means (a long episode can leave a bin empty); bins before
     the first or after the last logged step are NaN (the run had not got there).
-    Values logged exactly at the last edge count in the last bin.
+    Values logged exactly at the last edge count in the last bin; values beyond it (a run
+    trained longer than the grid) are left out.
     """
     num_bins = len(edges) - 1
     out = np.full(num_bins, np.nan)
-    if len(series.steps) == 0:
+    inside_grid = (series.steps >= edges[0]) & (series.steps <= edges[-1])
+    steps, values = series.steps[inside_grid], series.values[inside_grid]
+    if len(steps) == 0:
         return out
-    idx = np.clip(np.searchsorted(edges, series.steps, side="right") - 1, 0, num_bins - 1)
-    sums = np.bincount(idx, weights=series.values, minlength=num_bins)
+    idx = np.minimum(np.searchsorted(edges, steps, side="right") - 1, num_bins - 1)
+    sums = np.bincount(idx, weights=values, minlength=num_bins)
     counts = np.bincount(idx, minlength=num_bins)
     filled = counts > 0
     out[filled] = sums[filled] / counts[filled]

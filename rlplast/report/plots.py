@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
 from rlplast.report.stats import Estimate
 from rlplast.report.style import method_colours, method_label, step_scale
@@ -27,6 +28,7 @@ from rlplast.report.summary import PLASTICITY_PANELS, RETURN_PANEL, Panel, Summa
 
 DPI = 150
 FIGURES = ("return.png", "curves.png", "scores.png")
+FRICTION_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 def _title(summary: Summary) -> str:
@@ -56,6 +58,7 @@ def draw_panel(ax: Axes, summary: Summary, panel: Panel, mark_changes: bool = Tr
     if panel.tag is None:
         ax.text(0.5, 0.5, "not logged", transform=ax.transAxes, ha="center", va="center", color="0.4", fontsize=12)
         ax.text(0.5, 0.4, panel.spec.tags[0], transform=ax.transAxes, ha="center", va="center", color="0.6", fontsize=7)
+        ax.set_yticks([])
         return
     for method, band in panel.bands.items():
         colour = colours[method]
@@ -71,6 +74,10 @@ def _friction_strip(ax: Axes, summary: Summary) -> None:
     for (_, series), colour in zip(summary.friction, greys, strict=False):
         ax.plot(series.steps / scale, series.values, drawstyle="steps-post", color=colour, lw=1.0, alpha=0.8)
     ax.set_yscale("log")
+    # Plain numbers at round values instead of 6x10^-1 style labels.
+    ax.yaxis.set_major_locator(FixedLocator(FRICTION_TICKS))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel("friction")
     ax.set_xlabel(xlabel)
     ax.grid(alpha=0.3, which="both")

@@ -62,6 +62,11 @@ def test_bin_series_means_interpolates_gaps_and_counts_last_edge():
     np.testing.assert_allclose(bin_series(series, edges), [2.0, 10.0, 17.5, 25.0])
 
 
+def test_bin_series_leaves_out_steps_beyond_the_grid():
+    series = Series(np.array([5, 15, 25, 35]), np.array([1.0, 2.0, 3.0, 4.0]))
+    np.testing.assert_allclose(bin_series(series, step_edges(20, 2)), [1.0, 2.0])
+
+
 def test_bin_series_is_nan_outside_the_logged_range():
     got = bin_series(Series(np.array([25, 28]), np.array([4.0, 6.0])), step_edges(40, 4))
     np.testing.assert_allclose(got, [np.nan, np.nan, 5.0, np.nan])
