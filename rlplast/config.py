@@ -23,16 +23,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
-from rlplast.agents.plasticity import OptimizerConfig
+from rlplast.agents.plasticity import OptimizerConfig, PluginConfig
 from rlplast.agents.ppo import PPOConfig
 from rlplast.cli_types import parse_steps
 from rlplast.envs.vec import EnvConfig
 from rlplast.tracking import MetricsConfig
-
-try:
-    from rlplast.agents.plasticity import PluginConfig
-except ImportError:  # until the plug-in configs exist, a plug-in entry is any mapping
-    PluginConfig = dict[str, Any]  # type: ignore[misc]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 _NUMBER_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -51,6 +46,10 @@ class RunConfig(BaseModel):
     steps: PositiveInt = Field(20_000_000, description="env steps per run; the CLI's --steps overrides it")
     checkpoint_every: PositiveInt = Field(500_000, description="env steps per run between checkpoints")
     torch_threads: PositiveInt | None = Field(None, description="torch.set_num_threads; null = torch's default")
+    act_threads: PositiveInt | None = Field(
+        1,
+        description="torch threads while acting on the CPU (tiny matmuls run fastest on one); null = as torch_threads",
+    )
 
 
 class Config(BaseModel):

@@ -111,6 +111,18 @@ class _StopFlag:
 
 
 @contextlib.contextmanager
+def torch_threads(num: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(num)`` (unchanged if None)."""
+    before = torch.get_num_threads()
+    if num:
+        torch.set_num_threads(num)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def _stop_on_signals() -> Iterator[_StopFlag]:
     flag = _StopFlag()
     if threading.current_thread() is not threading.main_thread():
@@ -225,7 +237,8 @@ class RunGroup:
         agent, env, tracker = self.agent, self.env, self.tracker
         E, step0 = env.envs_per_run, self.run_step
         obs = self.obs
-        with torch.inference_mode():
+        threads = self.cfg.run.act_threads if self.device.type == "cpu" else None
+        with torch.inference_mode(), torch_threads(threads):
             for t in range(agent.rollout_len):
                 actions = agent.act(obs)
                 tracker.observe()
