@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from rlplast import metrics
 from rlplast.agents.networks import MLP, Actor, Critic, run_generators
-from rlplast.tracking import MetricsConfig, PlasticityTracker, ring_write, tag
+from rlplast.tracking import MetricsConfig, PlasticityTracker, tag
 
 R = 2
 WIDTHS = (4, 5)
@@ -37,32 +37,22 @@ def random_rows(gen: torch.Generator, batch: int) -> torch.Tensor:
     return torch.randn(R, batch, max(WIDTHS), generator=gen)
 
 
-def test_ring_write_keeps_exactly_the_last_rows() -> None:
-    buffer = torch.full((1, 5, 1), -1.0)
-    pos, seen = 0, []
-    for start, batch in [(0, 3), (3, 3), (6, 1), (7, 8), (15, 2)]:
-        rows = torch.arange(start, start + batch, dtype=torch.float32).view(1, batch, 1)
-        pos = ring_write(buffer, rows, pos)
-        seen.extend(range(start, start + batch))
-        # Oldest first: the buffer rotated to start at the next write position.
-        ordered = torch.cat([buffer[0, pos:], buffer[0, :pos]]).flatten().tolist()
-        expected = seen[-5:]
-        assert ordered[-len(expected) :] == expected
-    assert sorted(buffer.flatten().tolist()) == list(range(12, 17))
-
-
-def test_window_wraps_and_matches_the_tail_of_all_rows() -> None:
+def test_window_keeps_exactly_the_last_rows() -> None:
     net = make_net()
     tracker = PlasticityTracker(MetricsConfig(window=7, networks=("actor",)), {"actor": net}, R)
     gen = torch.Generator().manual_seed(0)
     history: list[list[torch.Tensor]] = [[], []]
-    for batch in [3, 3, 3, 1, 9, 2]:  # 21 rows in all, one call larger than the window
+    for batch in [3, 3, 3, 1, 9, 2, 1, 1, 1, 1, 1, 1, 1, 1]:  # one call larger than the window
         for i, f in enumerate(feed(net, random_rows(gen, batch))):
             history[i].append(f)
         tracker.observe()
         expected = [torch.cat(h, dim=1)[:, -7:] for h in history]
         for i in range(2):
-            assert torch.equal(tracker.window("actor", i), expected[i])
+            assert torch.equal(tracker.windows()["actor"][i], expected[i])
+        # Memory stays bounded: the rows held cover the window, and the oldest call is needed.
+        seen = sum(f.shape[1] for f in history[0])
+        assert min(seen, 7) <= tracker._held < 7 + 9
+        assert tracker._held - tracker._chunk_rows[0] < 7
 
 
 def expected_metrics(rows: list[torch.Tensor], net: MLP, previous: list[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -93,7 +83,7 @@ def test_values_equal_the_pure_metrics_on_the_window() -> None:
         tracker.observe()
     with torch.no_grad():
         net.layers[1].weight.add_(0.5)
-    window = [tracker.window("actor", i) for i in range(2)]
+    window = [tracker.windows()["actor"][i] for i in range(2)]
     out = tracker.compute()
     for metric, value in expected_metrics(window, net, initial).items():
         assert torch.allclose(out[tag("actor", metric)], value.float(), rtol=1e-5), metric
@@ -175,7 +165,7 @@ def test_real_forward_passes_under_inference_mode() -> None:
             critic(obs)
             tracker.observe()
             out = tracker.maybe_compute(1000)
-    assert torch.equal(tracker.window("critic", 1)[:, -3:], critic.mlp.features[1])
+    assert torch.equal(tracker.windows()["critic"][1][:, -3:], critic.mlp.features[1])
     assert tracker.compute()[tag("critic", "stable_rank")].shape == (R,)
     assert out == {}  # 1000 fired at the first call only
     # Weight snapshot updated under inference_mode can still be restored outside it.
@@ -209,7 +199,17 @@ def test_state_round_trip_continues_exactly() -> None:
         a, b = first.maybe_compute(step), second.maybe_compute(step)
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a)
-    assert torch.equal(first.window("actor", 1), second.window("actor", 1))
+    assert torch.equal(first.windows()["actor"][1], second.windows()["actor"][1])
+
+
+def test_networks_must_share_the_rows_per_call() -> None:
+    actor, critic = make_net("actor"), make_net("critic")
+    tracker = PlasticityTracker(MetricsConfig(), {"actor": actor, "critic": critic}, R)
+    gen = torch.Generator().manual_seed(8)
+    feed(actor, random_rows(gen, 2))
+    feed(critic, random_rows(gen, 3))
+    with pytest.raises(ValueError, match="B=3 rows, the other networks' B=2"):
+        tracker.observe()
 
 
 def test_disabled_tracker_does_nothing() -> None:
@@ -232,8 +232,13 @@ def test_usage_errors_are_named() -> None:
     tracker.observe()
     with pytest.raises(RuntimeError, match="no forward pass since"):
         tracker.observe()
-    net.features = [torch.zeros(R, 2, 4), torch.zeros(R, 2, 6)]
-    with pytest.raises(ValueError, match=r"layer 1 have shape \(2, 2, 6\); expected \[2, 2, 5\]"):
+    net.features = [torch.zeros(R, 3, 4), torch.zeros(R, 3, 6)]  # B changed: a full check
+    with pytest.raises(ValueError, match=r"shapes \[\(2, 3, 4\), \(2, 3, 6\)\].*widths \[4, 5\]"):
+        tracker.observe()
+    reused = feed(net, random_rows(torch.Generator().manual_seed(7), 2))
+    tracker.observe()
+    net.features = [f.view_as(f) for f in reused]  # same memory written in place, new list
+    with pytest.raises(RuntimeError, match="in place"):
         tracker.observe()
     other = PlasticityTracker(MetricsConfig(networks=("actor",), window=3), {"actor": net}, R)
     with pytest.raises(ValueError, match="windows"):
@@ -246,3 +251,17 @@ def test_usage_errors_are_named() -> None:
 def test_config_rejects_bad_values(bad: dict) -> None:
     with pytest.raises(ValidationError):
         MetricsConfig(**bad)
+
+
+def test_overhead_benchmark_adds_up() -> None:
+    from rlplast.bench.metrics import measure_metrics_overhead
+
+    cfg = MetricsConfig(window=20, interval=50, rank_interval=200)
+    (row,) = measure_metrics_overhead(
+        (2,), cfg, obs_dim=3, act_dim=2, width=8, steps=32, epochs=2, minibatch=16, repeats=1
+    )
+    assert row["num_runs"] == 2
+    per_1000 = row["observe_us"] + row["compute_ms"] * 1000 / 50 + row["rank_compute_ms"] * 1000 / 200
+    assert row["metrics_ms_per_1000"] == pytest.approx(per_1000)
+    assert row["overhead_pct"] == pytest.approx(100 * row["metrics_ms_per_1000"] / row["train_ms_per_1000"])
+    assert all(value > 0 for value in row.values())

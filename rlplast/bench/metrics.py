@@ -1,0 +1,155 @@
+"""Cost of the plasticity metrics relative to training, per 1000 env steps of each run.
+
+The tracker's cost is ``1000 * observe + compute * 1000 / interval + rank compute * 1000 /
+rank_interval``, timed on actor and critic MLPs of the PPO size. Training is estimated with a
+plain PPO-sized loop, per ``steps`` env steps: ``steps`` acting forward passes of actor and critic
+on a batch of one observation per run, then ``epochs * steps / minibatch`` minibatch
+forward/backward/Adam steps. The simulator is left out, so the real share is lower.
+
+Run ``python -m rlplast.bench.metrics`` for a table; :func:`measure_metrics_overhead` returns
+the rows as dicts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from rlplast.agents.networks import Actor, Critic, run_generators
+from rlplast.tracking import MetricsConfig, PlasticityTracker
+
+
+def _timed(device: torch.device, fn: Callable[..., object], *args: Any, **kwargs: Any) -> float:
+    """Wall seconds of ``fn(*args, **kwargs)``, the device's queue drained before and after."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn(*args, **kwargs)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def _ppo_like_loop(actor: Actor, critic: Critic, steps: int, epochs: int, minibatch: int) -> None:
+    """One PPO iteration's worth of network work: acting passes, then minibatch updates."""
+    runs, obs_dim = actor.log_std.shape[0], actor.mlp.layers[0].in_features
+    device = actor.log_std.device
+    optimizer = torch.optim.Adam([*actor.parameters(), *critic.parameters()], lr=1e-4)
+    with torch.inference_mode():
+        for _ in range(steps):
+            obs = torch.randn(runs, 1, obs_dim, device=device)
+            actor(obs)
+            critic(obs)
+    obs = torch.randn(runs, minibatch, obs_dim, device=device)
+    actions = torch.randn(runs, minibatch, actor.log_std.shape[1], device=device)
+    for _ in range(epochs * steps // minibatch):
+        mean, std = actor(obs)
+        log_prob = torch.distributions.Normal(mean, std).log_prob(actions).sum(-1)
+        loss = -log_prob.mean() + critic(obs).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def _observe_seconds(tracker: PlasticityTracker, actor: Actor, critic: Critic, steps: int) -> float:
+    """Total time of ``steps`` observe() calls, each after real acting passes (not timed).
+
+    observe() launches no device work (it keeps references), so no synchronisation is needed.
+    """
+    runs, obs_dim = actor.log_std.shape[0], actor.mlp.layers[0].in_features
+    total = 0.0
+    with torch.inference_mode():
+        for _ in range(steps):
+            obs = torch.randn(runs, 1, obs_dim, device=actor.log_std.device)
+            actor(obs)
+            critic(obs)
+            start = time.perf_counter()
+            tracker.observe()
+            total += time.perf_counter() - start
+    return total
+
+
+def measure_metrics_overhead(
+    num_runs: Sequence[int] = (1, 8),
+    cfg: MetricsConfig | None = None,
+    obs_dim: int = 27,
+    act_dim: int = 8,
+    width: int = 256,
+    steps: int = 2048,
+    epochs: int = 10,
+    minibatch: int = 128,
+    repeats: int = 3,
+    device: str = "cpu",
+) -> list[dict[str, float]]:
+    """Time the tracker and a PPO-sized training loop for each run-group size.
+
+    Each repeat times training, observe and both computes in turn, and each keeps its least time
+    over the repeats, so that a busy spell on a shared machine skews neither side of the ratio.
+
+    Args:
+        num_runs: run-group sizes R to measure.
+        cfg: metrics config (intervals, window); default ``MetricsConfig()``.
+        obs_dim, act_dim, width: network sizes (obs -> width -> width -> act / 1).
+        steps: env steps per run of the training loop (PPO: 2048) and of the observe timing.
+        epochs, minibatch: PPO update shape (10 epochs of minibatches of 128).
+        repeats: timings keep the least of this many repeats.
+        device: ``cpu`` or ``cuda``.
+
+    Returns:
+        One dict per R: ``num_runs``; ``observe_us`` (per env step); ``compute_ms`` and
+        ``rank_compute_ms`` (per call, full window); ``metrics_ms_per_1000`` and
+        ``train_ms_per_1000`` (per 1000 env steps of each run); ``overhead_pct`` (their ratio).
+    """
+    cfg = cfg or MetricsConfig()
+    dev = torch.device(device)
+    rows = []
+    for runs in num_runs:
+        gens = run_generators(range(runs), salt=0)
+        actor = Actor(runs, obs_dim, act_dim, [width, width], "relu")
+        critic = Critic(runs, obs_dim, [width, width], "relu")
+        actor.mlp.reset_parameters(gens)
+        critic.mlp.reset_parameters(gens)
+        actor, critic = actor.to(dev), critic.to(dev)
+        tracker = PlasticityTracker(cfg, {"actor": actor.mlp, "critic": critic.mlp}, runs)
+        _observe_seconds(tracker, actor, critic, cfg.window)  # a full window for compute
+        best = dict.fromkeys(("train", "observe", "compute", "rank_compute"), float("inf"))
+        for _ in range(repeats):
+            times = {
+                "train": _timed(dev, _ppo_like_loop, actor, critic, steps, epochs, minibatch) / steps,
+                "observe": _observe_seconds(tracker, actor, critic, steps) / steps,
+                "compute": _timed(dev, tracker.compute, cheap=True, ranks=False),
+                "rank_compute": _timed(dev, tracker.compute, cheap=False, ranks=True),
+            }
+            best = {k: min(best[k], times[k]) for k in best}
+        per_1000 = 1000 * best["observe"] + best["compute"] * 1000 / cfg.interval
+        per_1000 += best["rank_compute"] * 1000 / cfg.rank_interval
+        rows.append(
+            {
+                "num_runs": runs,
+                "observe_us": best["observe"] * 1e6,
+                "compute_ms": best["compute"] * 1e3,
+                "rank_compute_ms": best["rank_compute"] * 1e3,
+                "metrics_ms_per_1000": per_1000 * 1e3,
+                "train_ms_per_1000": best["train"] * 1000 * 1e3,
+                "overhead_pct": 100 * per_1000 / (best["train"] * 1000),
+            }
+        )
+    return rows
+
+
+def format_rows(rows: list[dict[str, float]]) -> str:
+    """The rows as a plain text table."""
+    keys = list(rows[0])
+    cell = lambda v: f"{v:>20.3f}" if isinstance(v, float) else f"{v:>20}"  # noqa: E731
+    lines = ["  ".join(f"{k:>20}" for k in keys)]
+    lines += ["  ".join(cell(row[k]) for k in keys) for row in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads")
+    print(format_rows(measure_metrics_overhead(device=device)))
