@@ -1,0 +1,110 @@
+"""``rlplast train``: one method on one task for a group of seeds (a thin layer over the runner)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from rlplast.cli_types import SEEDS, STEPS, format_seeds, format_steps
+
+BACKENDS = ("auto", "cpu", "gym", "warp")
+
+
+@click.command(
+    epilog=(
+        "Examples:\n\n"
+        "  rlplast train --task slippery_ant --method ppo_tuned --seeds 0-3 --steps 2M --out results/try\n\n"
+        "  rlplast train --method ppo --seeds 0,3,5 --steps 300k --set optimizer.lr=3e-4 --set agent.epochs=5\n\n"
+        "Results go to OUT/<method>/seed<k>/ (config.yaml, metrics.csv, TensorBoard events, done.json). "
+        "Rerunning the same command resumes from the last checkpoint; finished seeds are skipped. "
+        "Ctrl-C saves a checkpoint after the current update and exits."
+    )
+)
+@click.option("--task", default="slippery_ant", show_default=True, help="Task name in configs/tasks/ or a YAML path.")
+@click.option("--method", default="ppo", show_default=True, help="Method name in configs/methods/ or a YAML path.")
+@click.option(
+    "--seeds", type=SEEDS, default="0", show_default=True, help="Seeds of the run group: '0-29', '0,3,5', '0-3,10'."
+)
+@click.option(
+    "--steps",
+    type=STEPS,
+    default=None,
+    help="Env steps per run: 2048, 300k, 2M, 2e6, 50M. [default: the task's run.steps]",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="auto",
+    show_default=True,
+    help="Simulator: cpu (MuJoCo C, threads), warp (mujoco_warp on CUDA), gym (any Gymnasium id), auto.",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="Torch device of the networks: auto (CUDA if present), cpu, cuda, cuda:1.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Experiment folder; runs go to OUT/<method>/seed<k>/. [default: results/<task>]",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value by its dotted key (repeatable), e.g. --set agent.epochs=5.",
+)
+@click.option("--print-config", is_flag=True, help="Print the resolved config and exit without training.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (e.g. for log files).")
+def train(
+    task: str,
+    method: str,
+    seeds: list[int],
+    steps: int | None,
+    backend: str,
+    device: str,
+    out: Path | None,
+    overrides: tuple[str, ...],
+    print_config: bool,
+    no_progress: bool,
+) -> None:
+    """Train one METHOD on one TASK for a group of seeds, all in one process.
+
+    The seeds train together as a run group (every weight has a leading run dimension), each with
+    its own friction sequence, optimizer state and logs, exactly as it would alone.
+    """
+    from rlplast.checkpoint import CheckpointMismatch
+    from rlplast.config import ConfigError, load_config
+    from rlplast.progress import make_progress
+    from rlplast.runner import Interrupted, train_group
+
+    try:
+        cfg = load_config(task, method, overrides)
+    except ConfigError as err:
+        raise click.UsageError(str(err)) from None
+    if print_config:
+        click.echo(cfg.to_yaml(), nl=False)
+        return
+    steps = steps or cfg.run.steps
+    out_dir = (out or Path("results") / cfg.task) / cfg.method
+    click.echo(
+        f"training {cfg.method} on {cfg.task}: seeds {format_seeds(seeds)}, {format_steps(steps)} steps per run "
+        f"-> {out_dir}/seed<k>/"
+    )
+    try:
+        if no_progress:
+            train_group(cfg, seeds, out_dir, steps, backend=backend, device=device)
+        else:
+            with make_progress() as progress:
+                train_group(cfg, seeds, out_dir, steps, backend=backend, device=device, progress=progress)
+    except Interrupted as err:
+        click.echo(str(err), err=True)
+        sys.exit(130)
+    except (CheckpointMismatch, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"done: {out_dir}  (tensorboard --logdir {out_dir.parent})")
