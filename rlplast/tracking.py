@@ -67,7 +67,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 
 from rlplast import metrics
@@ -90,6 +90,13 @@ class MetricsConfig(BaseModel):
     dormant_threshold: float = Field(0.01, ge=0, le=1)
     redo_taus: tuple[Annotated[float, Field(ge=0)], ...] = (0.0, 0.1)
     per_layer: bool = True
+
+    @field_validator("networks", "redo_taus")
+    @classmethod
+    def _unique(cls, value: tuple) -> tuple:
+        if len(set(value)) != len(value):
+            raise ValueError(f"entries must be unique, got {list(value)}")
+        return value
 
 
 def tag(network: str, metric: str, layer: int | None = None) -> str:

@@ -246,7 +246,15 @@ def test_usage_errors_are_named() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"window": 0}, {"interval": 0}, {"redo_taus": (-0.1,)}, {"stable_rank_delta": 1.0}, {"windw": 5}]
+    "bad",
+    [
+        {"window": 0},
+        {"interval": 0},
+        {"redo_taus": (-0.1,)},
+        {"stable_rank_delta": 1.0},
+        {"windw": 5},
+        {"networks": ("actor", "actor")},
+    ],
 )
 def test_config_rejects_bad_values(bad: dict) -> None:
     with pytest.raises(ValidationError):
