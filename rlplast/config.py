@@ -176,8 +176,8 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         if last:
             node[part] = parse_value(text)
         else:
-            if isinstance(node, dict) and not isinstance(node.get(part), dict | list):
-                node[part] = {}
+            if isinstance(node, dict) and node.get(part) is None:
+                node[part] = {}  # a section the files left at its defaults
             node = node[part]
 
 
