@@ -22,10 +22,10 @@ still decays with ``decay_rate``). ``count: probability`` is the reference code'
 ``rho * n_eligible < 1``, replace one unit with that probability, drawn per run) instead of the
 paper's accumulator.
 
-Cost: per step and layer five small tensor ops on the layer's device and two tiny CPU ops for
-the whole plug-in. Ages are kept as birth steps on the CPU, so eligibility and the replacement
-count need no device sync; the replacement itself (sort, sample, reinit) runs only on steps where
-some run replaces a unit.
+Cost: per step and layer five small tensor ops on the layer's device; ages, eligibility and the
+replacement count live on the CPU (replacement.py) and cost a Python integer comparison per step
+(no device sync); the replacement itself (sort, sample, reinit) runs only on steps where some run
+replaces a unit.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from torch.optim import Optimizer
 from rlplast.agents.networks import HiddenLayer, run_generators
 from rlplast.agents.plasticity.base import ConfiguredPlugin, StepContext, generator_states, set_generator_states
 from rlplast.agents.plasticity.reinit import reinit_units, sample_incoming
+from rlplast.agents.plasticity.replacement import ReplacementClock
 
 SALT = 0xCB9
 
@@ -69,7 +70,6 @@ class _LayerState:
 
     utility: Tensor  # device
     mean_act: Tensor  # device
-    birth: Tensor  # CPU int64: plug-in step at which the unit was (re)initialised
     initial_weight: Tensor | None  # [R, W, in] device, for reinit "initial"
     initial_bias: Tensor | None  # [R, W]
 
@@ -83,7 +83,6 @@ class CBP(ConfiguredPlugin):
         super().__init__(cfg, layers, optimizer, seeds)
         self.generators = run_generators(seeds, SALT)
         num_runs = len(self.seeds)
-        self.steps = 0
         self.state: list[_LayerState] = []
         for layer in self.layers:
             weight = layer.incoming.weight
@@ -95,67 +94,36 @@ class CBP(ConfiguredPlugin):
                 _LayerState(
                     utility=zeros.clone(),
                     mean_act=zeros.clone(),
-                    birth=torch.zeros(num_runs, layer.width, dtype=torch.int64),
                     initial_weight=weight.detach().clone() if initial else None,
                     initial_bias=layer.incoming.bias.detach().clone() if initial else None,
                 )
             )
-        # [L, R] fractional count of units to replace, units replaced so far
-        self.to_replace = torch.zeros(len(self.layers), num_runs, dtype=torch.float64)
-        self.replaced = torch.zeros(len(self.layers), num_runs, dtype=torch.int64)
-        self._recount()
-
-    # --- eligibility bookkeeping (CPU, derived from birth steps) ---------------------------
-
-    def _recount(self) -> None:
-        """Recompute the eligible counts ``[L, R]`` and the next step at which one changes."""
-        threshold = self.steps - self.cfg.maturity_threshold  # eligible: birth < steps - m
-        counts, first_immature = [], math.inf
-        for state in self.state:
-            counts.append((state.birth < threshold).sum(1))
-            immature = state.birth[state.birth >= threshold]
-            if immature.numel():
-                first_immature = min(first_immature, int(immature.min()))
-        self.eligible = torch.stack(counts) if counts else torch.zeros(0, len(self.seeds), dtype=torch.int64)
-        self.next_maturity = first_immature + self.cfg.maturity_threshold + 1  # inf if none is immature
-        self.rate = self.eligible.double() * self.cfg.replacement_rate
-
-    def _counts(self) -> Tensor | None:
-        """Units to replace this step, ``[L, R]`` int64, or None when no run replaces any."""
-        if self.steps >= self.next_maturity:
-            self._recount()
-        if self.cfg.count == "accumulate":
-            self.to_replace += self.rate
-            if not bool(self.to_replace.max() >= 1.0):
-                return None
-            counts = self.to_replace.floor()
-            self.to_replace -= counts
-        else:
-            counts = self.rate.floor()
-            for layer, run in torch.nonzero((self.rate > 0) & (self.rate < 1)).tolist():
-                draw = torch.rand((), generator=self.generators[run], dtype=torch.float64)
-                counts[layer, run] = float(draw <= self.rate[layer, run])
-            if not bool(counts.max() >= 1.0):
-                return None
-        return torch.minimum(counts.long(), self.eligible)
+        self.clock = ReplacementClock(
+            [layer.width for layer in self.layers],
+            num_runs,
+            cfg.maturity_threshold,
+            cfg.replacement_rate,
+            cfg.count,
+            self.generators,
+        )
+        self.replaced = torch.zeros(len(self.layers), num_runs, dtype=torch.int64)  # [L, R] so far
 
     # --- the hook ------------------------------------------------------------------------------
 
     @torch.no_grad()
     def after_step(self, ctx: StepContext) -> None:
-        self.steps += 1
-        for layer, state in zip(self.layers, self.state, strict=True):
-            self._update_utility(layer, state)
-        counts = self._counts()
+        counts = self.clock.step()
+        for index, (layer, state) in enumerate(zip(self.layers, self.state, strict=True)):
+            self._update_utility(index, layer, state)
         if counts is None:
             return
         for index, (layer, state) in enumerate(zip(self.layers, self.state, strict=True)):
             if bool(counts[index].any()):
-                self._replace(layer, state, counts[index])
+                self._replace(index, layer, state, counts[index])
                 self.replaced[index] += counts[index]
-        self._recount()
+        self.clock.replaced()
 
-    def _update_utility(self, layer: HiddenLayer, state: _LayerState) -> None:
+    def _update_utility(self, index: int, layer: HiddenLayer, state: _LayerState) -> None:
         feats = layer.features()
         if feats is None:
             raise RuntimeError(f"CBP: layer {layer.name} has no features; run a forward pass before the step")
@@ -164,7 +132,7 @@ class CBP(ConfiguredPlugin):
         state.mean_act.lerp_(mean_act, 1 - eta)
         out_mag = torch.linalg.vector_norm(layer.outgoing.weight, ord=1, dim=1)  # [R, W]: sum_k |w_out[k, i]|
         if self.cfg.utility == "adaptation":
-            mean_hat = state.mean_act / self._correction(state)
+            mean_hat = state.mean_act / self._correction(index, state)
             in_mag = torch.linalg.vector_norm(layer.incoming.weight, ord=1, dim=2)  # [R, W]
             new = (feats - mean_hat.unsqueeze(1)).abs().mean(1) * out_mag / in_mag
         else:
@@ -175,16 +143,16 @@ class CBP(ConfiguredPlugin):
         else:
             state.utility.lerp_(new, 1 - eta)
 
-    def _correction(self, state: _LayerState) -> Tensor:
-        """``1 - eta^age`` per unit, ``[R, W]`` on the layer's device."""
-        ages = (self.steps - state.birth).to(state.utility.device, state.utility.dtype)
+    def _correction(self, index: int, state: _LayerState) -> Tensor:
+        """``1 - eta^age`` per unit of layer ``index``, ``[R, W]`` on the layer's device."""
+        ages = self.clock.ages(index).to(state.utility.device, state.utility.dtype)
         return 1 - torch.pow(self.cfg.decay_rate, ages)
 
-    def _replace(self, layer: HiddenLayer, state: _LayerState, counts: Tensor) -> None:
+    def _replace(self, index: int, layer: HiddenLayer, state: _LayerState, counts: Tensor) -> None:
         """Replace ``counts[r]`` lowest-utility eligible units of run r, for every run."""
         device = state.utility.device
-        correction = self._correction(state)
-        eligible = (state.birth < self.steps - self.cfg.maturity_threshold).to(device)
+        correction = self._correction(index, state)
+        eligible = self.clock.eligible_mask(index).to(device)
         score = (state.utility / correction).masked_fill(~eligible, math.inf)
         most = int(counts.max())
         lowest = torch.topk(score, most, dim=1, largest=False).indices.cpu()  # [R, most]
@@ -200,7 +168,7 @@ class CBP(ConfiguredPlugin):
         reinit_units(layer, runs, units, new_weight, new_bias, optimizer, mean_activation=mean_hat)
         state.utility[runs, units] = 0.0
         state.mean_act[runs, units] = 0.0
-        state.birth[runs, units] = self.steps
+        self.clock.born(index, runs, units)
 
     # --- logging and checkpoints ---------------------------------------------------------------
 
@@ -212,13 +180,12 @@ class CBP(ConfiguredPlugin):
     def state_dict(self) -> dict:
         layers = []
         for state in self.state:
-            entry = {"utility": state.utility, "mean_act": state.mean_act, "birth": state.birth}
+            entry = {"utility": state.utility, "mean_act": state.mean_act}
             if state.initial_weight is not None:
                 entry.update(initial_weight=state.initial_weight, initial_bias=state.initial_bias)
             layers.append({k: v.clone() for k, v in entry.items()})
         return {
-            "steps": self.steps,
-            "to_replace": self.to_replace.clone(),
+            "clock": self.clock.state_dict(),
             "replaced": self.replaced.clone(),
             "layers": layers,
             "generators": generator_states(self.generators),
@@ -227,11 +194,9 @@ class CBP(ConfiguredPlugin):
     def load_state_dict(self, state: dict) -> None:
         if len(state["layers"]) != len(self.state):
             raise ValueError(f"CBP state has {len(state['layers'])} layers, this plug-in has {len(self.state)}")
-        self.steps = int(state["steps"])
-        self.to_replace.copy_(state["to_replace"])
+        self.clock.load_state_dict(state["clock"])
         self.replaced.copy_(state["replaced"])
         for mine, saved in zip(self.state, state["layers"], strict=True):
             for key, value in saved.items():
                 getattr(mine, key).copy_(value)
         set_generator_states(self.generators, state["generators"])
-        self._recount()
