@@ -226,8 +226,11 @@ class WarpAntVecEnv(VecEnv):
             self._t["target"].copy_(host, non_blocking=True)
             self._targets = targets
 
-    def _check_device(self) -> None:
-        """Raise on a buffer overflow or non-finite actions flagged on the device (one host sync)."""
+    def check_device(self) -> None:
+        """Raise now on a buffer overflow or non-finite actions flagged on the device (a host sync).
+
+        ``step`` calls this every ``check_every`` steps; call it to check at a point of your choice.
+        """
         self._since_check = 0
         flags = self._sim["overflow"].cpu().numpy()
         bad_actions = self._t["bad_action"].cpu().numpy()
@@ -262,7 +265,7 @@ class WarpAntVecEnv(VecEnv):
         """Reset every world; env e of run r draws its noise from (seeds[r], e). Returns obs ``[N, obs_dim]``."""
         seeds = check_seeds(seeds, self.num_runs)
         if self._started:
-            self._check_device()
+            self.check_device()
         self.seeds = seeds
         self.run_steps[:] = 0
         self._run_steps_dev.zero_()
@@ -285,13 +288,7 @@ class WarpAntVecEnv(VecEnv):
         if not self._started:
             raise RuntimeError("call reset(seeds) before step()")
         self._load_actions(actions)
-        self.run_steps += self.envs_per_run
-        self._run_steps_dev.add_(self.envs_per_run)
-        self._upload_targets()
-        self._runner()
-        self._since_check += 1
-        if self._since_check >= self.check_every:
-            self._check_device()
+        self.advance()
         t = self._t
         info = {
             "final_obs": t["final_obs"].clone(),
@@ -302,6 +299,17 @@ class WarpAntVecEnv(VecEnv):
             "nonfinite_resets": t["nonfinite"].to(torch.int64),
         }
         return StepResult(t["obs"].clone(), t["reward"].clone(), t["terminated"].clone(), t["truncated"].clone(), info)
+
+    def advance(self) -> None:
+        """One env step of every world with the actions of the last :meth:`step`, outputs left on
+        the device (``step`` without its copies; for benchmarks)."""
+        self.run_steps += self.envs_per_run
+        self._run_steps_dev.add_(self.envs_per_run)
+        self._upload_targets()
+        self._runner()
+        self._since_check += 1
+        if self._since_check >= self.check_every:
+            self.check_device()
 
     def set_state(self, qpos: Tensor, qvel: Tensor, qacc_warmstart: Tensor | None = None) -> None:
         """Put every world in state ``qpos [N, nq]``, ``qvel [N, nv]``, as Gymnasium's ``set_state``.
@@ -322,7 +330,7 @@ class WarpAntVecEnv(VecEnv):
         """Simulator state, schedule position, reset-noise counters and episode counters (CPU tensors)."""
         if not self._started:
             raise RuntimeError("call reset(seeds) before state_dict()")
-        self._check_device()
+        self.check_device()
         sim = {k: v.detach().cpu().clone() for k, v in self._sim.items() if k != "overflow"}
         return {
             "backend": self.backend,

@@ -13,8 +13,9 @@ The math follows ``gymnasium.envs.mujoco.ant_v5.AntEnv``:
   ``xpos`` (as left by the integrator, like ``data.body(...).xpos`` after ``mj_step``) and ``a``
   the action as given (MuJoCo clamps ``ctrl`` to ``ctrlrange`` itself, the cost does not).
 * healthy: qpos and qvel finite and z_min <= torso z <= z_max; terminated = not healthy (when
-  ``terminate_when_unhealthy``). A non-finite state always terminates, is counted, and its
-  reward and observation entries are written as 0 rather than NaN.
+  ``terminate_when_unhealthy``). As on the CPU backend, a NaN/inf in the state, the contact
+  forces or the reward always terminates, is counted, and gives reward 0; observation entries
+  that are NaN (or inf, outside the clipped forces) are written as 0.
 * reset: qpos = qpos0 + U(-s, s), qvel = s * N(0, 1), warm start and time zeroed; the reset
   observation has zero contact forces, as after Gymnasium's ``reset`` (``mj_forward`` does not
   compute ``cfrc_ext``).
@@ -111,6 +112,14 @@ def finite_or_zero(x: float) -> float:
 
 
 @wp.func
+def clip_or_zero(x: float, lo: float, hi: float) -> float:
+    """clip(x, lo, hi), and 0 for NaN (as np.clip then nan_to_num on the CPU backend)."""
+    if wp.isnan(x):
+        return 0.0
+    return wp.clamp(x, lo, hi)
+
+
+@wp.func
 def write_obs(
     task: AntTask,
     n: int,
@@ -134,7 +143,7 @@ def write_obs(
             for j in range(6):
                 value = wp.float32(0.0)
                 if not zero_forces:
-                    value = finite_or_zero(wp.clamp(f[j], task.force_lo, task.force_hi))
+                    value = clip_or_zero(f[j], task.force_lo, task.force_hi)
                 obs[n, k] = value
                 k += 1
 
@@ -229,18 +238,23 @@ def finish_step(
     healthy = finite and z >= task.z_min and z <= task.z_max
 
     force_sq = wp.float32(0.0)
+    forces_finite = wp.bool(True)
     for b in range(1, cfrc_ext.shape[1]):
         f = cfrc_ext[n, b]
         for j in range(6):
+            if wp.isnan(f[j]):
+                forces_finite = False
             c = wp.clamp(f[j], task.force_lo, task.force_hi)
             force_sq += c * c
 
     r = task.forward_weight * x_velocity - ctrl_cost[n] - task.contact_weight * force_sq
     if healthy:
         r += task.healthy_reward
-    if not finite:
+    # as the CPU backend: a NaN/inf state, observation or reward ends the episode with reward 0
+    bad = not (finite and forces_finite and wp.isfinite(r))
+    if bad:
         r = 0.0
-    term = (not finite) or (task.terminate_unhealthy != 0 and not healthy)
+    term = bad or (task.terminate_unhealthy != 0 and not healthy)
     length = worlds.ep_len[n] + 1
     # Gymnasium's TimeLimit: truncated at the limit whether or not the step also terminated
     trunc = length >= task.max_steps
@@ -255,7 +269,7 @@ def finish_step(
     if term or trunc:
         out.episode_return[n] = worlds.ep_ret[n] + r
         out.episode_length[n] = length
-        if not finite:
+        if bad:
             worlds.nonfinite[n] = worlds.nonfinite[n] + 1
         new_episode(task, n, worlds, cfrc_ext, out.obs)
     else:
