@@ -97,12 +97,17 @@ class GraphStep:
         self.capture = capture
         self.graph: Any = None
         self._calls = 0
+        self._stream_key: int | None = None
+        self._stream: Any = None
 
     def torch_stream(self) -> Any:
         """Warp's view of torch's current stream (None on the CPU)."""
         if self.torch_device.type != "cuda":
             return None
-        return self.wp.stream_from_torch(torch.cuda.current_stream(self.torch_device))
+        stream = torch.cuda.current_stream(self.torch_device)
+        if self._stream_key != stream.cuda_stream:  # wrap once per torch stream, not per step
+            self._stream_key, self._stream = stream.cuda_stream, self.wp.stream_from_torch(stream)
+        return self._stream
 
     @contextlib.contextmanager
     def on_torch_stream(self) -> Iterator[None]:
