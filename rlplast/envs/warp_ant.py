@@ -303,6 +303,8 @@ class WarpAntVecEnv(VecEnv):
     def advance(self) -> None:
         """One env step of every world with the actions of the last :meth:`step`, outputs left on
         the device (``step`` without its copies; for benchmarks)."""
+        if not self._started:
+            raise RuntimeError("call reset(seeds) before advance()")
         self.run_steps += self.envs_per_run
         self._run_steps_dev.add_(self.envs_per_run)
         self._upload_targets()
@@ -364,6 +366,6 @@ class WarpAntVecEnv(VecEnv):
         self._started = True
 
     def close(self) -> None:
-        """Drop the captured graph and the device buffers."""
+        """Drop the captured graph; the env then needs ``reset`` (or ``load_state_dict``) again."""
         self._runner.release()
         self._started = False
