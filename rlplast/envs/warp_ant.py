@@ -110,6 +110,10 @@ class WarpAntVecEnv(VecEnv):
         with wp.ScopedDevice(self.wp_device):
             self.model = mjw.put_model(mjm, batch_sizes={"geom_friction": n})
             self.model.opt.warn_overflow = 0  # no kernel prints: the check below raises instead
+            if torch_device.type == "cuda":
+                # solver early exit inside the graph needs conditional nodes (CUDA >= 12.4); without
+                # them every substep runs all opt.iterations solver iterations (correct, slower)
+                self.model.opt.graph_conditional = bool(wp.is_conditional_graph_supported())
             self.data = mjw.make_data(mjm, nworld=n, nconmax=self.nconmax, njmax=self.njmax)
         self._alloc_buffers()
         self._task = self._make_task()
