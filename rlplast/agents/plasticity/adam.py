@@ -63,7 +63,7 @@ class ResettableOptimizer(torch.optim.Optimizer):
         """The state of ``param``, created (zeros, step 0) on first use."""
         state = self.state[param]
         if not state:
-            state["step"] = torch.zeros((), dtype=torch.float32)
+            state["step"] = 0  # a Python int: counting costs no tensor op
             for key in self.state_keys:
                 state[key] = torch.zeros_like(param, memory_format=torch.preserve_format)
         return state

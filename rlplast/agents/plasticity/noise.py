@@ -1,7 +1,8 @@
 """Gaussian noise for a list of ``[R, ...]`` tensors, run r drawn from its own generator.
 
-One draw per run per call (the run's slice of every tensor, concatenated), so the cost is R
-generator calls whatever the number of tensors, and run r draws exactly what it would draw alone.
+One draw per run per call (the run's slice of every tensor, concatenated) into a buffer allocated
+once, so the cost is R generator calls whatever the number of tensors, and run r draws exactly
+what it would draw alone.
 """
 
 from __future__ import annotations
@@ -26,21 +27,26 @@ class RunNoise:
     """
 
     def __init__(self, tensors: Sequence[Tensor], seeds: Sequence[int], salt: int):
-        self.shapes = [t.shape for t in tensors]
-        self.sizes = [math.prod(s[1:]) for s in self.shapes]
-        self.device = tensors[0].device if tensors else torch.device("cpu")
-        self.dtype = tensors[0].dtype if tensors else torch.float32
-        self.generators = run_generators(seeds, salt, self.device)
+        device = tensors[0].device if tensors else torch.device("cpu")
+        dtype = tensors[0].dtype if tensors else torch.float32
+        self.generators = run_generators(seeds, salt, device)
+        sizes = [math.prod(t.shape[1:]) for t in tensors]
+        self.buffer = torch.empty(len(self.generators), sum(sizes), device=device, dtype=dtype)  # [R, total]
+        self.rows = self.buffer.unbind(0)
+        chunks = self.buffer.split(sizes, dim=1)
+        self.views = [
+            c.unflatten(1, t.shape[1:]) if t.dim() > 1 else c[:, 0] for c, t in zip(chunks, tensors, strict=True)
+        ]
 
-    def draw(self, std: float) -> list[Tensor]:
-        """N(0, std^2) noise, one tensor per input tensor, ``[R, ...]`` each (views of one buffer)."""
-        total = sum(self.sizes)
-        flat = torch.stack(
-            [torch.randn(total, generator=g, device=self.device, dtype=self.dtype) for g in self.generators]
-        )
-        flat.mul_(std)
-        chunks = flat.split(self.sizes, dim=1)
-        return [c.unflatten(1, s[1:]) if len(s) > 1 else c[:, 0] for c, s in zip(chunks, self.shapes, strict=True)]
+    def draw(self) -> list[Tensor]:
+        """Standard normal noise, one tensor per input tensor, ``[R, ...]`` each.
+
+        The tensors are views of one buffer that the next call overwrites; scale them where
+        they are used (e.g. ``param.add_(noise, alpha=std)``).
+        """
+        for row, gen in zip(self.rows, self.generators, strict=True):
+            torch.randn(row.shape, generator=gen, out=row)
+        return self.views
 
     def state_dict(self) -> list[Tensor]:
         return generator_states(self.generators)

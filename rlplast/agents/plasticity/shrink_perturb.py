@@ -46,12 +46,10 @@ class ShrinkPerturb(ConfiguredPlugin):
 
     @torch.no_grad()
     def after_step(self, ctx: StepContext) -> None:
-        noise = self.noise.draw(self.cfg.noise_std) if self.cfg.noise_std > 0 else [None] * len(self.params)
-        for param, xi in zip(self.params, noise, strict=True):
-            if self.cfg.shrink:
-                param.mul_(1 - self.cfg.shrink)
-            if xi is not None:
-                param.add_(xi)
+        if self.cfg.shrink:
+            torch._foreach_mul_(self.params, 1 - self.cfg.shrink)
+        if self.cfg.noise_std:
+            torch._foreach_add_(self.params, self.noise.draw(), alpha=self.cfg.noise_std)
 
     def state_dict(self) -> dict:
         return {"generators": self.noise.state_dict()}

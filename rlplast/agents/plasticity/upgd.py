@@ -21,6 +21,7 @@ utilities (the reference takes the raw trace's max) and the step is ``lr`` (the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -104,26 +105,38 @@ class UPGD(ResettableOptimizer):
         if not params:
             return
         beta_u = group["beta_utility"]
-        traced = []  # (param, state, corrections, U_hat)
-        for param in params:
-            state = self._param_state(param)
-            corrections = self._corrections(state, group)
-            state["utility"].mul_(beta_u).addcmul_(param.grad, param, value=-(1 - beta_u))
-            traced.append((param, state, corrections, state["utility"] / corrections[0]))
-        eta = torch.stack([u_hat.flatten(1).amax(1) for *_, u_hat in traced]).amax(0)  # [R]
-        sigma = group["sigma"]
-        noise = dict(zip(map(id, group["params"]), self.noise.draw(sigma), strict=True)) if sigma > 0 else {}
-        lr, decay = group["lr"], group["weight_decay"]
-        for param, state, corrections, u_hat in traced:
-            eta_b = eta.view(-1, *[1] * (param.dim() - 1))
-            # 1 - sigmoid(U_hat / eta) = sigmoid(-U_hat / eta); eta <= 0: no protection
-            keep = torch.where(eta_b > 0, torch.sigmoid(u_hat.div_(-eta_b)), 1.0)
-            direction = self._direction(param, state, corrections, group)
-            if id(param) in noise:
-                direction = direction + noise[id(param)]
-            if decay:
-                param.mul_(1 - lr * decay)
-            param.addcmul_(direction, keep, value=-lr)
+        states = [self._param_state(p) for p in params]
+        corrections = [self._corrections(state, group) for state in states]
+        grads = [p.grad for p in params]
+        utilities = [state["utility"] for state in states]
+        # multi-tensor ops: one dispatch for all parameters (the step is launch-bound)
+        torch._foreach_mul_(utilities, beta_u)
+        torch._foreach_addcmul_(utilities, grads, params, value=-(1 - beta_u))
+        first = corrections[0][0]
+        if not all(isinstance(c[0], float) and c[0] == first for c in corrections):
+            utilities = [u / c[0] for u, c in zip(utilities, corrections, strict=True)]
+        # else one bias correction for all: U_hat / max U_hat = U / max U, no division needed
+        eta = torch.cat([u.flatten(1) for u in utilities], 1).amax(1)  # [R]
+        # keep = 1 - sigmoid(U_hat / eta) = sigmoid(-U_hat / eta); a run with eta <= 0 is not
+        # protected: sigmoid(0 * U_hat + inf) = 1
+        protected = eta > 0
+        scale = torch.where(protected, -1 / eta, 0.0)
+        offset = torch.where(protected, 0.0, math.inf)
+        keeps = []
+        for u in utilities:
+            shape = (-1, *[1] * (u.dim() - 1))
+            keeps.append(torch.addcmul(offset.view(shape), u, scale.view(shape)))
+        torch._foreach_sigmoid_(keeps)
+        directions = [
+            self._direction(p, state, c, group) for p, state, c in zip(params, states, corrections, strict=True)
+        ]
+        sigma, lr, decay = group["sigma"], group["lr"], group["weight_decay"]
+        if sigma > 0:
+            noise = dict(zip(map(id, group["params"]), self.noise.draw(), strict=True))
+            directions = torch._foreach_add(directions, [noise[id(p)] for p in params], alpha=sigma)
+        if decay:
+            torch._foreach_mul_(params, 1 - lr * decay)
+        torch._foreach_addcmul_(params, directions, keeps, value=-lr)
 
     def _direction(
         self, param: Tensor, state: dict[str, Tensor], corrections: list[float | Tensor], group: dict[str, Any]
