@@ -37,7 +37,8 @@ class ExperimentConfig(BaseModel):
         methods: methods of configs/methods, trained in this order (one run group each).
         seeds: run seeds, a list or a string such as ``"0-9"`` or ``"0,3,5"``.
         steps: env steps per run, an integer or a string such as ``"20M"``, ``"2e6"``, ``"300k"``.
-        backend: the simulator: ``cpu`` (MuJoCo C) or ``warp`` (mujoco_warp on a GPU).
+        backend: the simulator: ``cpu`` (MuJoCo C), ``warp`` (mujoco_warp on a GPU) or ``gym``
+            (the Gymnasium adapter).
         device: where the networks live; ``auto`` is ``cuda`` for the warp backend, else ``cpu``.
         parallel: run groups trained at once; ``auto`` is 1 on the CPU, and on a GPU as many as
             fit ``gpu_memory_per_group_gb`` each into the free memory.
@@ -53,7 +54,7 @@ class ExperimentConfig(BaseModel):
     methods: list[str] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
     steps: int = Field(gt=0)
-    backend: Literal["cpu", "warp"] = "cpu"
+    backend: Literal["cpu", "warp", "gym"] = "cpu"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     parallel: int | Literal["auto"] = "auto"
     gpu_memory_per_group_gb: float = Field(4.0, gt=0)
@@ -110,25 +111,47 @@ class ExperimentConfig(BaseModel):
         return [f"{key}={json.dumps(value)}" for key, value in self.overrides.items()]
 
 
-def load_experiment(path: Path, **changes: Any) -> ExperimentConfig:
-    """Read an experiment file, with ``changes`` (e.g. from command-line flags) replacing fields.
+def _validation_message(err: ValidationError) -> str:
+    """One line per bad field: ``field: problem (got value)``."""
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<top>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown field; allowed: {', '.join(ExperimentConfig.model_fields)}")
+        elif e["type"] == "missing":
+            lines.append(f"  {key}: required")
+        else:
+            lines.append(f"  {key}: {e['msg'].removeprefix('Value error, ')} (got {e['input']!r})")
+    return "\n".join(lines)
+
+
+def load_experiment(path: Path | None = None, **changes: Any) -> ExperimentConfig:
+    """An experiment from a file, from ``changes`` alone (``path`` None), or a file with
+    ``changes`` (e.g. command-line flags; None values are ignored) replacing its fields; changed
+    ``overrides`` are added to the file's.
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: if it is not a YAML mapping or a field is bad (the message names the file and
-            the field).
+        ValueError: if it is not a YAML mapping or a field is bad (the message names the source
+            and each bad field).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no experiment file at {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: an experiment file is a YAML mapping of {sorted(ExperimentConfig.model_fields)}")
-    data.update({k: v for k, v in changes.items() if v is not None})
+    data: dict[str, Any] = {}
+    source = "experiment"
+    if path is not None:
+        path, source = Path(path), str(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no experiment file at {path}")
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: an experiment file is a YAML mapping with {list(ExperimentConfig.model_fields)}")
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if isinstance(data.get("overrides"), dict) and "overrides" in changes:
+        changes["overrides"] = {**data["overrides"], **changes["overrides"]}  # flags add to the file's
+    data.update(changes)
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise ValueError(f"invalid {source}:\n{_validation_message(err)}") from None
 
 
 @dataclass

@@ -151,11 +151,13 @@ def render_report(summary: Summary) -> str:
     return "\n".join(lines)
 
 
-def build_report(exp_dir: Path, num_bins: int = 100, baseline: str = DEFAULT_BASELINE) -> list[Path]:
+def build_report(
+    exp_dir: Path, num_bins: int = 100, baseline: str = DEFAULT_BASELINE
+) -> tuple[Summary, list[Path]]:
     """Read ``exp_dir``, draw its figures and write its report.md there.
 
     Returns:
-        The written files: the figures, then report.md.
+        The summary the report shows, and the written files: the figures, then report.md.
 
     Raises:
         FileNotFoundError: if ``exp_dir`` holds no run folders.
@@ -165,4 +167,4 @@ def build_report(exp_dir: Path, num_bins: int = 100, baseline: str = DEFAULT_BAS
     figures = plot_all(summary, exp_dir)
     report = exp_dir / REPORT_FILE
     report.write_text(render_report(summary), encoding="utf-8")
-    return [*figures, report]
+    return summary, [*figures, report]

@@ -57,7 +57,7 @@ def experiment(tmp_path, make_run, make_meta):
 
 
 def test_build_report_writes_figures_and_report(experiment):
-    written = build_report(experiment, num_bins=10)
+    _, written = build_report(experiment, num_bins=10)
     assert [p.name for p in written] == [*FIGURES, REPORT_FILE]
     for png in written[:-1]:
         assert png.read_bytes()[:8] == PNG_MAGIC

@@ -1,0 +1,51 @@
+"""``rlplast plot results/<experiment>``: redraw the figures and report.md from the saved files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from rlplast.report.report import build_report, fmt_estimate, fmt_probability
+from rlplast.report.style import method_label
+from rlplast.report.summary import DEFAULT_BASELINE, Summary
+
+BINS_HELP = "points of the common step grid each run's curves are averaged onto"
+
+
+def scores_table(summary: Summary) -> Table:
+    """The return scores per method (finished runs, mean [95% CI]) as a console table."""
+    table = Table(title=f"{summary.results.name}: episodic return over finished runs, mean [95% CI]")
+    for column in ("method", "runs", "final (last 10%)", "peak", "AUC (mean return)"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    if summary.baseline is not None:
+        table.add_column(f"P(final > {method_label(summary.baseline)})", justify="right")
+    for method, sc in summary.scores.items():
+        row = [method_label(method), str(sc.final.n), *map(fmt_estimate, (sc.final, sc.peak, sc.auc))]
+        if summary.baseline is not None:
+            row.append("baseline" if method == summary.baseline else fmt_estimate(sc.improvement, fmt_probability))
+        table.add_row(*row)
+    return table
+
+
+def report(exp_dir: Path, bins: int, baseline: str, console: Console) -> None:
+    """Build the figures and report of ``exp_dir`` and show where they are and the scores."""
+    try:
+        summary, written = build_report(exp_dir, num_bins=bins, baseline=baseline)
+    except (FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    console.print(scores_table(summary))
+    for path in written:
+        console.print(f"wrote {path}")
+
+
+@click.command()
+@click.argument("experiment_dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--bins", default=100, show_default=True, type=click.IntRange(min=2), help=BINS_HELP)
+@click.option("--baseline", default=DEFAULT_BASELINE, show_default=True, help="method the others are compared with")
+def plot(experiment_dir: Path, bins: int, baseline: str) -> None:
+    """Redraw the figures and report.md of EXPERIMENT_DIR (e.g. results/slippery_ant) from its
+    saved files, without training."""
+    report(experiment_dir, bins, baseline, Console())
