@@ -1,7 +1,8 @@
 """Simulator throughput, measured side by side: raw ``mj_step``, the cpu VecEnv, the Gymnasium wrapper.
 
-* ``raw_mj_step``: the ceiling. N Ant-v5 MjData stepped by ``mj_step(nstep=frame_skip)`` in a
-  tight loop, split over the same threads as the VecEnv; no observation, reward or reset.
+* ``raw_mj_step``: the ceiling. The VecEnv's N Ant-v5 models, stepped from copies of its states
+  with the same actions by ``mj_step(nstep=frame_skip)`` in a tight loop, split over the same
+  threads in fixed chunks with no synchronisation between steps; no observation, reward, reset.
 * ``cpu_vecenv``: ``make_vec_env(backend="cpu")`` stepped with random actions (observation, reward,
   autoreset, friction schedule, torch tensors in and out).
 * ``gym_wrapper``: N ``rlplast/SlipperyAnt-v0`` envs stepped one by one in a plain Python loop.
@@ -9,7 +10,8 @@
 The variants run interleaved, ``repeats`` times, so that load from other processes on a shared
 machine hits them alike; ratios are taken within each repeat, then summarised.
 
-Run: ``python -m rlplast.bench.simulation --num-envs 64 --steps 200 --threads 2 --repeats 5``.
+Run: ``python -m rlplast.bench.simulation --num-envs 64 --steps 200 --threads 2 --repeats 5``
+(``--envs-per-run 8``: 8 runs of 8 envs instead of 64 runs of one env).
 """
 
 from __future__ import annotations
@@ -32,48 +34,63 @@ from rlplast.envs.vec import EnvConfig, make_vec_env
 FRAME_SKIP = 5
 
 
-def _raw_runner(num_envs: int, threads: int, seed: int):
-    """A closure that steps N raw Ant MjData ``steps`` times in ``threads`` threads; returns seconds."""
-    env = gym.make("Ant-v5").unwrapped
-    rng = np.random.default_rng(seed)
-    models = [env.model] * num_envs  # the model is read-only while stepping
-    datas = []
-    for _ in range(num_envs):
-        d = mujoco.MjData(env.model)
-        d.ctrl[:] = rng.uniform(-1, 1, env.model.nu)
-        datas.append(d)
+class _Timer:
+    """Wall-clock and process CPU seconds of a block."""
+
+    def __enter__(self) -> _Timer:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def _vec_and_raw_runners(num_envs: int, envs_per_run: int, threads: int, seed: int):
+    """The cpu VecEnv and the raw loop over the same models, starting each repeat from the same states.
+
+    Raw keeps its own MjData, copied from the VecEnv's before each repeat, and applies the same
+    actions, so both simulate the same trajectories (until the VecEnv resets an env): the only
+    difference is what the VecEnv does besides ``mj_step``.
+    """
+    num_runs = num_envs // envs_per_run
+    env = make_vec_env(EnvConfig(num_threads=threads, envs_per_run=envs_per_run), num_runs=num_runs, backend="cpu")
+    env.reset(list(range(seed, seed + num_runs)))
+    gen = torch.Generator().manual_seed(seed)
+    models = env.models  # read-only while stepping; raw and VecEnv never run at the same time
+    datas = [mujoco.MjData(m) for m in models]
+    ctrls = [d.ctrl for d in datas]
     bounds = np.linspace(0, num_envs, threads + 1).astype(int)
     chunks = [range(lo, hi) for lo, hi in itertools.pairwise(bounds)]
     pool = ThreadPoolExecutor(threads)
+    actions: list[torch.Tensor] = []
 
-    def chunk_loop(chunk: range, steps: int) -> None:
+    def chunk_loop(chunk: range, ctrl: np.ndarray) -> None:
         step = mujoco.mj_step
-        for _ in range(steps):
+        for batch in ctrl:
             for n in chunk:
+                ctrls[n][:] = batch[n]
                 step(models[n], datas[n], FRAME_SKIP)
 
-    def run(steps: int) -> float:
-        start = time.perf_counter()
-        list(pool.map(chunk_loop, chunks, [steps] * len(chunks)))
-        return time.perf_counter() - start
+    def raw(steps: int) -> _Timer:
+        actions[:] = [torch.rand(num_envs, env.act_dim, generator=gen) * 2 - 1 for _ in range(steps)]
+        ctrl = torch.stack(actions).double().numpy()
+        for m, src, dst in zip(models, env.datas, datas, strict=True):
+            mujoco.mj_copyData(dst, m, src)
+        with _Timer() as t:
+            list(pool.map(chunk_loop, chunks, [ctrl] * len(chunks)))
+        return t
 
-    return run, pool.shutdown
+    def vec(steps: int) -> _Timer:
+        with _Timer() as t:
+            for a in actions[:steps]:
+                env.step(a)
+        return t
 
+    def close() -> None:
+        pool.shutdown()
+        env.close()
 
-def _vec_runner(num_envs: int, threads: int, seed: int):
-    cfg = EnvConfig(num_threads=threads)
-    env = make_vec_env(cfg, num_runs=num_envs, backend="cpu")
-    env.reset(list(range(seed, seed + num_envs)))
-    gen = torch.Generator().manual_seed(seed)
-
-    def run(steps: int) -> float:
-        actions = [torch.rand(num_envs, env.act_dim, generator=gen) * 2 - 1 for _ in range(steps)]
-        start = time.perf_counter()
-        for a in actions:
-            env.step(a)
-        return time.perf_counter() - start
-
-    return run, env.close
+    return raw, vec, close
 
 
 def _gym_runner(num_envs: int, seed: int):
@@ -82,17 +99,17 @@ def _gym_runner(num_envs: int, seed: int):
         env.reset(seed=seed + i)
     rng = np.random.default_rng(seed)
 
-    def run(steps: int) -> float:
+    def run(steps: int) -> _Timer:
         actions = rng.uniform(-1, 1, size=(steps, num_envs, 8)).astype(np.float32)
-        start = time.perf_counter()
-        for batch in actions:
-            for env, a in zip(envs, batch, strict=True):
-                _, _, terminated, truncated, _ = env.step(a)
-                if terminated or truncated:
-                    env.reset()
-        return time.perf_counter() - start
+        with _Timer() as t:
+            for batch in actions:
+                for env, a in zip(envs, batch, strict=True):
+                    _, _, terminated, truncated, _ = env.step(a)
+                    if terminated or truncated:
+                        env.reset()
+        return t
 
-    return run, lambda: None
+    return run
 
 
 def _summary(name: str, unit: str, values: list[float], **extra: object) -> dict:
@@ -107,7 +124,12 @@ def _summary(name: str, unit: str, values: list[float], **extra: object) -> dict
 
 
 def bench_simulation(
-    num_envs: int = 64, steps: int = 200, threads: int | None = None, repeats: int = 5, seed: int = 0
+    num_envs: int = 64,
+    steps: int = 200,
+    threads: int | None = None,
+    repeats: int = 5,
+    seed: int = 0,
+    envs_per_run: int = 1,
 ) -> list[dict]:
     """Env-steps per second of raw mj_step, the cpu VecEnv and the Gymnasium wrapper, with ratios.
 
@@ -117,46 +139,55 @@ def bench_simulation(
         threads: simulator threads of raw and cpu VecEnv (default: every available core).
         repeats: interleaved timed repeats (after one untimed warm-up of each variant).
         seed: seeds actions and resets.
+        envs_per_run: E of the cpu VecEnv (N / E runs, each with its own friction; envs with the
+            same friction share a model, so E > 1 is a little faster).
 
     Returns:
         Rows ``{"name", "unit", "median", "min", "max", ...}``: ``raw_mj_step``, ``cpu_vecenv``,
-        ``gym_wrapper`` in env-steps/s, then ``cpu_vecenv/raw_mj_step`` and
-        ``gym_wrapper/raw_mj_step`` (per-repeat ratios).
+        ``gym_wrapper`` in wall-clock env-steps/s; then per-repeat ratios to raw, of wall-clock
+        rates (``cpu_vecenv/raw_mj_step``, what a user sees) and of env steps per CPU-second of
+        the process (``... (cpu time)``: the cost of the work besides ``mj_step``, which load
+        from other processes does not blur).
     """
     if num_envs < 1 or steps < 1 or repeats < 1:
         raise ValueError(f"num_envs, steps and repeats must be >= 1, got {num_envs}, {steps}, {repeats}")
+    if envs_per_run < 1 or num_envs % envs_per_run:
+        raise ValueError(f"envs_per_run must divide num_envs = {num_envs}, got {envs_per_run}")
     threads = max(1, min(threads or available_cores(), num_envs))
-    runners = {
-        "raw_mj_step": _raw_runner(num_envs, threads, seed),
-        "cpu_vecenv": _vec_runner(num_envs, threads, seed),
-        "gym_wrapper": _gym_runner(num_envs, seed),
-    }
-    rates: dict[str, list[float]] = {name: [] for name in runners}
+    raw, vec, close = _vec_and_raw_runners(num_envs, envs_per_run, threads, seed)
+    runners = {"raw_mj_step": raw, "cpu_vecenv": vec, "gym_wrapper": _gym_runner(num_envs, seed)}
+    wall: dict[str, list[float]] = {name: [] for name in runners}
+    cpu: dict[str, list[float]] = {name: [] for name in runners}
     try:
-        for run, _ in runners.values():
-            run(max(1, steps // 10))  # warm-up: caches, thread start, first contacts
+        for run in runners.values():
+            run(max(1, steps // 10))  # warm-up: caches, thread start
         for _ in range(repeats):
-            for name, (run, _) in runners.items():
-                rates[name].append(num_envs * steps / run(steps))
+            for name, run in runners.items():  # raw first: it sets this repeat's actions
+                t = run(steps)
+                wall[name].append(num_envs * steps / t.wall)
+                cpu[name].append(num_envs * steps / t.cpu)
     finally:
-        for _, close in runners.values():
-            close()
-    info = {"num_envs": num_envs, "threads": threads, "steps": steps, "repeats": repeats}
-    rows = [_summary(name, "env-steps/s", values, **info) for name, values in rates.items()]
+        close()
+    info = {"num_envs": num_envs, "envs_per_run": envs_per_run, "threads": threads, "steps": steps, "repeats": repeats}
+    rows = [_summary(name, "env-steps/s", values, **info) for name, values in wall.items()]
     for name in ("cpu_vecenv", "gym_wrapper"):
-        ratios = [a / b for a, b in zip(rates[name], rates["raw_mj_step"], strict=True)]
-        rows.append(_summary(f"{name}/raw_mj_step", "ratio", ratios, **info))
+        for clock, rates, suffix in (("wall", wall, ""), ("cpu", cpu, " (cpu time)")):
+            ratios = [a / b for a, b in zip(rates[name], rates["raw_mj_step"], strict=True)]
+            rows.append(_summary(f"{name}/raw_mj_step{suffix}", "ratio", ratios, clock=clock, **info))
     return rows
 
 
 def format_rows(rows: list[dict]) -> str:
     """A plain-text table of :func:`bench_simulation` rows."""
-    lines = [f"{'name':<26} {'unit':<12} {'median':>12} {'min':>12} {'max':>12}"]
+    lines = [f"{'name':<37} {'unit':<12} {'median':>12} {'min':>12} {'max':>12}"]
     for r in rows:
         fmt = ".3f" if r["unit"] == "ratio" else ",.0f"
-        lines.append(f"{r['name']:<26} {r['unit']:<12} {r['median']:>12{fmt}} {r['min']:>12{fmt}} {r['max']:>12{fmt}}")
+        lines.append(f"{r['name']:<37} {r['unit']:<12} {r['median']:>12{fmt}} {r['min']:>12{fmt}} {r['max']:>12{fmt}}")
     h = rows[0]
-    lines.append(f"({h['num_envs']} envs, {h['threads']} threads, {h['steps']} steps x {h['repeats']} repeats)")
+    lines.append(
+        f"({h['num_envs']} envs, {h['envs_per_run']} per run, {h['threads']} threads, "
+        f"{h['steps']} steps x {h['repeats']} repeats)"
+    )
     return "\n".join(lines)
 
 
@@ -168,8 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--envs-per-run", type=int, default=1)
     args = parser.parse_args(argv)
-    rows = bench_simulation(args.num_envs, args.steps, args.threads, args.repeats, args.seed)
+    rows = bench_simulation(args.num_envs, args.steps, args.threads, args.repeats, args.seed, args.envs_per_run)
     print(format_rows(rows))
 
 

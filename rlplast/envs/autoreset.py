@@ -79,6 +79,16 @@ class AutoResetVecEnv(VecEnv):
     def _out(self, x: np.ndarray, dtype: torch.dtype = torch.float32) -> Tensor:
         return torch.from_numpy(x).to(device=self.device, dtype=dtype)
 
+    def _pack(self, parts: Sequence[np.ndarray], dtype: np.dtype) -> list[Tensor]:
+        """Arrays as tensors on ``device`` through one flat buffer: a few torch calls per step,
+        whatever the number of outputs (they are slow right after the simulator has filled the
+        caches). Each tensor is a contiguous view of a fresh buffer."""
+        flat = torch.from_numpy(np.concatenate([p.ravel() for p in parts], dtype=dtype, casting="unsafe"))
+        if flat.device != self.device:
+            flat = flat.to(self.device)
+        pieces = torch.split(flat, [p.size for p in parts])
+        return [t.view(p.shape) if p.ndim > 1 else t for t, p in zip(pieces, parts, strict=True)]
+
     def reset(self, seeds: Sequence[int]) -> Tensor:
         """Reset every env; env e of run r draws its noise from (seeds[r], e). Returns obs ``[N, obs_dim]``."""
         self.clock.reset(seeds)
@@ -130,16 +140,22 @@ class AutoResetVecEnv(VecEnv):
             idx = np.flatnonzero(done)
             next_obs = obs.copy()
             next_obs[idx] = self._reset_envs(idx)
+        next_obs_t, final_obs, reward_t, ep_return_t, friction = self._pack(
+            (next_obs, obs, reward, ep_return, self.clock.friction), np.float32
+        )
+        ep_length_t, run_steps, nonfinite = self._pack(
+            (ep_length, self.clock.run_steps, self.nonfinite_resets), np.int64
+        )
+        terminated_t, truncated_t = self._pack((terminated, truncated), np.bool_)
         info = {
-            "final_obs": self._out(obs),
-            "episode_return": self._out(ep_return),
-            "episode_length": self._out(ep_length, torch.int64),
-            "friction": self._out(self.clock.friction),
-            "run_steps": self._out(self.clock.run_steps.copy(), torch.int64),
-            "nonfinite_resets": self._out(self.nonfinite_resets.copy(), torch.int64),
+            "final_obs": final_obs,
+            "episode_return": ep_return_t,
+            "episode_length": ep_length_t,
+            "friction": friction,
+            "run_steps": run_steps,
+            "nonfinite_resets": nonfinite,
         }
-        flags = [self._out(x, torch.bool) for x in (terminated, truncated)]
-        return StepResult(self._out(next_obs), self._out(reward), *flags, info)
+        return StepResult(next_obs_t, reward_t, terminated_t, truncated_t, info)
 
     def state_dict(self) -> dict[str, Any]:
         """Simulator state, reset-noise generators, schedule clock and episode counters."""

@@ -76,9 +76,12 @@ class CpuAntVecEnv(AutoResetVecEnv):
         if not 0 <= self.main_body < base.nbody:
             raise ValueError(f"main_body {body!r} is not a body of {self.spec.xml_file}")
         self.dt = base.opt.timestep * self.spec.frame_skip
-        self.models = [copy.copy(base) for _ in range(n)]
-        self.datas = [mujoco.MjData(m) for m in self.models]
-        self.setters = [FrictionSetter(m, cfg.friction.mode) for m in self.models]
+        FrictionSetter(base, cfg.friction.mode)  # floor mode: raise the floor's priority once
+        self._base = base
+        # envs with the same friction share one model (fewer models in the caches: faster)
+        self._model_cache: dict[float, mujoco.MjModel] = {}
+        self.models = [base] * n
+        self.datas = [mujoco.MjData(base) for _ in range(n)]
         self._qpos0 = self.datas[0].qpos.copy()
         self._qvel0 = self.datas[0].qvel.copy()
         # batched buffers the threads fill, and views into every MjData (made once: cheap per step)
@@ -149,9 +152,21 @@ class CpuAntVecEnv(AutoResetVecEnv):
             self._gather(n)
         return ant_math.observation(self._qpos[idx], self._qvel[idx], self._cfrc[idx], self.spec)
 
+    def _model_for(self, friction: float) -> mujoco.MjModel:
+        """The shared model with this friction (made on first use)."""
+        model = self._model_cache.get(friction)
+        if model is None:
+            if len(self._model_cache) >= 2 * self.num_envs:  # forget the frictions no env has now
+                in_use = set(self.clock.friction.tolist())
+                self._model_cache = {f: m for f, m in self._model_cache.items() if f in in_use}
+            model = copy.copy(self._base)
+            FrictionSetter(model, self.cfg.friction.mode).set(friction)
+            self._model_cache[friction] = model
+        return model
+
     def _set_friction(self, idx: np.ndarray) -> None:
         for n in idx:
-            self.setters[n].set(self.clock.friction[n])
+            self.models[n] = self._model_for(float(self.clock.friction[n]))
 
     # ---- state ---------------------------------------------------------------------------------
 

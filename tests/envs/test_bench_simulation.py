@@ -11,7 +11,9 @@ def test_bench_simulation_rows_and_ratios():
         "cpu_vecenv",
         "gym_wrapper",
         "cpu_vecenv/raw_mj_step",
+        "cpu_vecenv/raw_mj_step (cpu time)",
         "gym_wrapper/raw_mj_step",
+        "gym_wrapper/raw_mj_step (cpu time)",
     ]
     for r in rows:
         assert 0 < r["min"] <= r["median"] <= r["max"]

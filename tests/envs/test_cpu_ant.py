@@ -149,3 +149,19 @@ def test_threads_do_not_change_results(busy_cfg):
     for a in random_actions(5, 50):
         assert torch.equal(one.step(a).obs, two.step(a).obs)
     two.close()
+
+
+def test_envs_with_the_same_friction_share_a_model(busy_cfg):
+    cfg = busy_cfg.model_copy(update={"envs_per_run": 3})
+    env = make_vec_env(cfg, num_runs=2, backend="cpu")
+    env.reset([0, 1])
+    frictions = env.clock.friction.tolist()
+    assert len({id(m) for m in env.models}) == len(set(frictions)) == 2
+    for m, f in zip(env.models, frictions, strict=True):
+        assert np.all(m.geom_friction[:, 0] == f)
+    for a in random_actions(6, 60):  # run clocks pass 150 steps: the episode ends pick new values
+        env.step(a)
+    frictions = env.clock.friction.tolist()
+    assert len({id(m) for m in env.models}) == len(set(frictions)) > 2
+    for m, f in zip(env.models, frictions, strict=True):
+        assert np.all(m.geom_friction[:, 0] == f)
