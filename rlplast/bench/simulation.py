@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import gymnasium as gym
@@ -28,21 +27,11 @@ import numpy as np
 import torch
 
 import rlplast  # noqa: F401  (registers the ids)
+from rlplast.bench import Timer
 from rlplast.envs.cpu_ant import available_cores
 from rlplast.envs.vec import EnvConfig, make_vec_env
 
 FRAME_SKIP = 5
-
-
-class _Timer:
-    """Wall-clock and process CPU seconds of a block."""
-
-    def __enter__(self) -> _Timer:
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
 def _vec_and_raw_runners(num_envs: int, envs_per_run: int, threads: int, seed: int):
@@ -71,17 +60,17 @@ def _vec_and_raw_runners(num_envs: int, envs_per_run: int, threads: int, seed: i
                 ctrls[n][:] = batch[n]
                 step(models[n], datas[n], FRAME_SKIP)
 
-    def raw(steps: int) -> _Timer:
+    def raw(steps: int) -> Timer:
         actions[:] = [torch.rand(num_envs, env.act_dim, generator=gen) * 2 - 1 for _ in range(steps)]
         ctrl = torch.stack(actions).double().numpy()
         for m, src, dst in zip(models, env.datas, datas, strict=True):
             mujoco.mj_copyData(dst, m, src)
-        with _Timer() as t:
+        with Timer() as t:
             list(pool.map(chunk_loop, chunks, [ctrl] * len(chunks)))
         return t
 
-    def vec(steps: int) -> _Timer:
-        with _Timer() as t:
+    def vec(steps: int) -> Timer:
+        with Timer() as t:
             for a in actions[:steps]:
                 env.step(a)
         return t
@@ -99,9 +88,9 @@ def _gym_runner(num_envs: int, seed: int):
         env.reset(seed=seed + i)
     rng = np.random.default_rng(seed)
 
-    def run(steps: int) -> _Timer:
+    def run(steps: int) -> Timer:
         actions = rng.uniform(-1, 1, size=(steps, num_envs, 8)).astype(np.float32)
-        with _Timer() as t:
+        with Timer() as t:
             for batch in actions:
                 for env, a in zip(envs, batch, strict=True):
                     _, _, terminated, truncated, _ = env.step(a)
