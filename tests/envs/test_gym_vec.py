@@ -53,8 +53,9 @@ def cheetah_x_after_gait(friction: float, mode: str) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize("mode", ["all", "floor"])
-def test_other_mujoco_envs_through_the_same_contract(mode):
+def test_other_mujoco_envs_through_the_same_contract(mode, tmp_path, monkeypatch):
     """HalfCheetah-v5 through the gym backend: its friction changes its motion, in both modes."""
+    monkeypatch.chdir(tmp_path)  # MuJoCo logs HalfCheetah's deprecation warning to the working directory
     x_slippery, f_slippery = cheetah_x_after_gait(0.02, mode)
     x_grippy, f_grippy = cheetah_x_after_gait(2.0, mode)
     assert (f_slippery, f_grippy) == (pytest.approx(0.02), 2.0)

@@ -38,7 +38,8 @@ def test_env_config_bad_values(data, message):
         EnvConfig.model_validate(data)
 
 
-def test_factory_backends_and_errors():
+def test_factory_backends_and_errors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MuJoCo logs HalfCheetah's deprecation warning to the working directory
     ant = make_vec_env(EnvConfig(), num_runs=1, backend="auto")
     assert isinstance(ant, CpuAntVecEnv) and (ant.obs_dim, ant.act_dim, ant.num_envs) == (27, 8, 1)
     ant.close()
