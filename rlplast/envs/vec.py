@@ -135,8 +135,12 @@ class VecEnv(abc.ABC):
 
 
 def warp_available() -> bool:
-    """True when CUDA and mujoco_warp are both available."""
-    return torch.cuda.is_available() and importlib.util.find_spec("mujoco_warp") is not None
+    """True when mujoco_warp, warp and a CUDA GPU that both torch and Warp see are present."""
+    if importlib.util.find_spec("mujoco_warp") is None or not torch.cuda.is_available():
+        return False
+    from rlplast.envs.warp_runtime import warp_available as warp_sees_cuda
+
+    return warp_sees_cuda()
 
 
 def make_vec_env(cfg: EnvConfig, num_runs: int, backend: str = "auto", device: str | torch.device = "cpu") -> VecEnv:
@@ -151,7 +155,9 @@ def make_vec_env(cfg: EnvConfig, num_runs: int, backend: str = "auto", device: s
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     if backend == "auto":
-        backend = ("warp" if warp_available() else "cpu") if cfg.id in ANT_IDS else "gym"
+        # warp only where it simulates on a GPU: on Warp's CPU device the cpu backend is far faster
+        on_cuda = torch.device(device).type == "cuda"
+        backend = ("warp" if on_cuda and warp_available() else "cpu") if cfg.id in ANT_IDS else "gym"
     if backend in ("cpu", "warp") and cfg.id not in ANT_IDS:
         raise ValueError(
             f"backend {backend!r} supports env ids {', '.join(ANT_IDS)}; got {cfg.id!r} (use backend 'gym')"
