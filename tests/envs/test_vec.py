@@ -63,7 +63,11 @@ def test_warp_backend_is_imported_lazily(monkeypatch):
     assert make_vec_env(cfg, 3, backend="warp", device="cuda:1") == "warp-env"
     assert made == [(cfg, 3, "cuda:1")]
     monkeypatch.setattr("rlplast.envs.vec.warp_available", lambda: True)
-    assert make_vec_env(cfg, 2, backend="auto") == "warp-env"
+    assert make_vec_env(cfg, 2, backend="auto", device="cuda") == "warp-env"
+    # on a CPU device, auto keeps the (much faster) MuJoCo C backend even where warp is installed
+    cpu_env = make_vec_env(cfg, 1, backend="auto", device="cpu")
+    assert type(cpu_env).__name__ == "CpuAntVecEnv"
+    cpu_env.close()
 
 
 def test_bad_actions_and_seeds():
