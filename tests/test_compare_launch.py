@@ -1,0 +1,165 @@
+"""Launching an experiment: which groups train, failures, interrupts, the progress display and the
+command line, with a stand-in trainer that writes results in the on-disk format."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+from rich.progress import Progress
+
+import rlplast.runner
+from rlplast.cli import main
+from rlplast.compare import ExperimentConfig, plan_experiment, run_plan
+from rlplast.config import load_config
+from rlplast.report.synthetic import write_synthetic_run
+
+
+def fake_train(cfg, seeds, out_dir, steps, backend, device, progress=None):
+    """Writes finished runs like ``train_group`` does, and reports progress like the runner."""
+    task = progress.add_task(f"{cfg.method} seeds {seeds}", total=steps) if progress else None
+    for seed in seeds:
+        run = write_synthetic_run(Path(out_dir) / f"seed{seed}", cfg.method, seed, steps, friction_every=steps // 2)
+        (run / "config.yaml").write_text(cfg.to_yaml())
+        (run / "calls.log").open("a").write(f"{backend} {device}\n")
+    if progress:
+        progress.update(task, completed=steps // 2, sps=1.0, ret=None, friction=None)
+        progress.update(task, completed=steps, sps=1.0, ret=None, friction=None)
+        progress.console.print(f"{cfg.method} finished")
+        progress.stop_task(task)
+
+
+def failing_train(cfg, seeds, out_dir, steps, backend, device, progress=None):
+    if cfg.method == "ppo":
+        raise RuntimeError("diverged")
+    fake_train(cfg, seeds, out_dir, steps, backend, device, progress)
+
+
+def interrupted_train(cfg, seeds, out_dir, steps, backend, device, progress=None):
+    raise rlplast.runner.Interrupted("stopped at step 2048")
+
+
+def _plan(tmp_path, **changes):
+    exp = {"name": "t", "task": "slippery_ant", "methods": "ppo,ppo_tuned", "seeds": "0-1", "steps": 10_000}
+    return plan_experiment(ExperimentConfig.model_validate(exp | changes), tmp_path)
+
+
+def _progress() -> Progress:
+    return Progress(console=Console(file=io.StringIO(), width=200), auto_refresh=False)
+
+
+def test_sequential_run_trains_pending_seeds_and_sums_progress(tmp_path):
+    done = write_synthetic_run(tmp_path / "t" / "ppo" / "seed0", "ppo", 0, 10_000)
+    (done / "config.yaml").write_text(load_config("slippery_ant", "ppo").to_yaml())
+    plan = _plan(tmp_path)
+    calls = []
+
+    def recording(**kwargs):
+        calls.append((kwargs["cfg"].method, kwargs["seeds"]))
+        fake_train(**kwargs)
+
+    progress = _progress()
+    assert run_plan(plan, progress, recording) == []
+    assert calls == [("ppo", [1]), ("ppo_tuned", [0, 1])]
+    overall = progress.tasks[0]
+    assert (overall.total, overall.completed) == (20_000, 20_000)  # two groups x 10k steps per run
+    assert [t.description for t in progress.tasks[1:]] == ["ppo seeds [1]", "ppo_tuned seeds [0, 1]"]
+    assert (tmp_path / "t" / "experiment.yaml").is_file()
+    assert (tmp_path / "t" / "ppo_tuned" / "seed1" / "calls.log").read_text() == "cpu cpu\n"
+
+
+def test_a_failing_method_does_not_stop_the_others(tmp_path):
+    failures = run_plan(_plan(tmp_path), None, failing_train)
+    assert failures == ["ppo: RuntimeError: diverged"]
+    assert (tmp_path / "t" / "ppo_tuned" / "seed1" / "done.json").is_file()
+
+
+def test_an_interrupt_stops_the_experiment(tmp_path):
+    with pytest.raises(rlplast.runner.Interrupted):
+        run_plan(_plan(tmp_path), None, interrupted_train)
+
+
+@pytest.mark.slow  # spawns worker processes: several seconds
+def test_parallel_groups_report_to_one_display(tmp_path):
+    progress = _progress()
+    plan = _plan(tmp_path, parallel=2)
+    assert run_plan(plan, progress, fake_train) == []
+    for method in ("ppo", "ppo_tuned"):
+        for seed in (0, 1):
+            assert (tmp_path / "t" / method / f"seed{seed}" / "done.json").is_file()
+    descriptions = sorted(t.description for t in progress.tasks[1:])
+    assert descriptions == ["ppo seeds [0, 1]", "ppo_tuned seeds [0, 1]"]
+    assert all(t.completed == 10_000 for t in progress.tasks[1:])
+    assert progress.tasks[0].completed == 20_000
+    assert "ppo_tuned finished" in progress.console.file.getvalue()
+
+
+def test_cli_compare_trains_then_reports_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(rlplast.runner, "train_group", fake_train)
+    args = ["compare", "--task", "slippery_ant", "--methods", "ppo,ppo_l2", "--seeds", "0-2", "--steps", "20k"]
+    args += ["--results-dir", str(tmp_path), "--set", "env.friction.schedule.every=5000"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    exp_dir = tmp_path / "slippery_ant"
+    for name in ("report.md", "return.png", "curves.png", "scores.png"):
+        assert (exp_dir / name).is_file()
+    assert "P(final > PPO)" in (exp_dir / "report.md").read_text()
+    # Rerun: everything is done, nothing trains, the report is redrawn.
+    monkeypatch.setattr(rlplast.runner, "train_group", interrupted_train)
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert "│ ppo    │ -     │ -      │ 0-2  │" in again.output
+
+
+def test_cli_compare_refuses_mixed_configs(tmp_path, monkeypatch):
+    monkeypatch.setattr(rlplast.runner, "train_group", fake_train)
+    args = ["compare", "--task", "slippery_ant", "--methods", "ppo", "--seeds", "0", "--steps", "4k"]
+    args += ["--results-dir", str(tmp_path)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    result = CliRunner().invoke(main, [*args, "--set", "agent.epochs=3"])
+    assert result.exit_code == 1
+    assert "refusing to mix" in result.output and "agent.epochs: 10 -> 3" in result.output
+    moved = CliRunner().invoke(main, [*args, "--set", "agent.epochs=3", "--on-conflict", "new-folder"])
+    assert moved.exit_code == 0, moved.output
+    assert json.loads((tmp_path / "slippery_ant_2" / "ppo" / "seed0" / "done.json").read_text())["steps"] == 4000
+
+
+def test_cli_interrupt_exits_130(tmp_path, monkeypatch):
+    monkeypatch.setattr(rlplast.runner, "train_group", interrupted_train)
+    args = ["compare", "--task", "ant", "--methods", "ppo", "--seeds", "0", "--steps", "4k"]
+    result = CliRunner().invoke(main, [*args, "--results-dir", str(tmp_path)])
+    assert result.exit_code == 130 and "stopped at step 2048" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--methods", "ppo,nope"], "unknown method 'nope'; available: ppo, ppo_cbp"),
+        (["--task", "nope"], "unknown task 'nope'; available: ant, slippery_ant"),
+        (["--seeds", "5-2"], "seed range '5-2' is descending"),
+        (["--steps", "abc"], "bad step count 'abc'"),
+        (["--parallel", "0"], "expected a positive number or auto"),
+        (["--set", "agent.epochs"], "expected KEY=VALUE"),
+    ],
+)
+def test_cli_bad_input_is_named(tmp_path, args, message):
+    base = ["--task", "ant", "--methods", "ppo", "--seeds", "0", "--steps", "4k", "--results-dir", str(tmp_path)]
+    # A repeated option takes its last value, so ``args`` replace the good ones.
+    result = CliRunner().invoke(main, ["compare", *base, *args, "--dry-run"])
+    assert result.exit_code != 0
+    assert message in result.output
+
+
+def test_cli_plot_redraws_from_files(tmp_path):
+    for method in ("ppo", "ppo_cbp"):
+        for seed in (0, 1):
+            write_synthetic_run(tmp_path / "exp" / method / f"seed{seed}", method, seed, 20_000, 5_000)
+    result = CliRunner().invoke(main, ["plot", str(tmp_path / "exp"), "--bins", "20"])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and (tmp_path / "exp" / "report.md").is_file()
+    missing = CliRunner().invoke(main, ["plot", str(tmp_path / "nothing")])
+    assert missing.exit_code == 1 and "no experiment folder" in missing.output
