@@ -186,14 +186,6 @@ class ExperimentPlan:
     exp_dir: Path
     groups: list[GroupPlan]
 
-    def counts(self) -> dict[str, int]:
-        """How many runs are new, to resume, and done."""
-        out = {"new": 0, "resume": 0, "done": 0}
-        for group in self.groups:
-            for run in group.runs:
-                out[run.status] += 1
-        return out
-
 
 class ConfigConflict(ValueError):
     """A results folder holds runs of another config than the one planned."""
@@ -201,7 +193,7 @@ class ConfigConflict(ValueError):
 
 def training_config(config: Any) -> dict:
     """What must agree between a planned run and a saved one: the config minus names and the
-    ``run:`` section (steps are checked through experiment.yaml)."""
+    ``run:`` section (steps may differ: the runner continues finished runs to more steps)."""
     return config.training_dict()
 
 
