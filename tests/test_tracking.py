@@ -262,14 +262,15 @@ def test_config_rejects_bad_values(bad: dict) -> None:
 
 
 def test_overhead_benchmark_adds_up() -> None:
-    from rlplast.bench.metrics import measure_metrics_overhead
+    from rlplast.bench.metrics import PPOShape, measure_metrics_overhead
 
+    threads = torch.get_num_threads()
     cfg = MetricsConfig(window=20, interval=50, rank_interval=200)
-    (row,) = measure_metrics_overhead(
-        (2,), cfg, obs_dim=3, act_dim=2, width=8, steps=32, epochs=2, minibatch=16, repeats=1
-    )
+    shape = PPOShape(obs_dim=3, act_dim=2, width=8, steps=32, epochs=2, minibatch=16)
+    (row,) = measure_metrics_overhead((2,), cfg, shape, repeats=1, cpu_time=True)
     assert row["num_runs"] == 2
     per_1000 = row["observe_us"] + row["compute_ms"] * 1000 / 50 + row["rank_compute_ms"] * 1000 / 200
     assert row["metrics_ms_per_1000"] == pytest.approx(per_1000)
     assert row["overhead_pct"] == pytest.approx(100 * row["metrics_ms_per_1000"] / row["train_ms_per_1000"])
     assert all(value > 0 for value in row.values())
+    assert torch.get_num_threads() == threads  # restored after timing on one thread

@@ -12,8 +12,10 @@ the rows as dicts.
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,20 +24,35 @@ from rlplast.agents.networks import Actor, Critic, run_generators
 from rlplast.tracking import MetricsConfig, PlasticityTracker
 
 
-def _timed(device: torch.device, fn: Callable[..., object], *args: Any, **kwargs: Any) -> float:
-    """Wall seconds of ``fn(*args, **kwargs)``, the device's queue drained before and after."""
+@dataclass(frozen=True)
+class PPOShape:
+    """Network and update sizes of the PPO-sized loop (defaults: PROTOCOL.md section 2)."""
+
+    obs_dim: int = 27
+    act_dim: int = 8
+    width: int = 256
+    steps: int = 2048  # env steps per run per update; also the observe timing's length
+    epochs: int = 10
+    minibatch: int = 128
+
+
+Clock = Callable[[], float]
+
+
+def _timed(clock: Clock, device: torch.device, fn: Callable[..., object], *args: Any, **kwargs: Any) -> float:
+    """Seconds of ``fn(*args, **kwargs)`` on ``clock``, the device's queue drained before and after."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     fn(*args, **kwargs)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
-def _ppo_like_loop(actor: Actor, critic: Critic, steps: int, epochs: int, minibatch: int) -> None:
+def _ppo_like_loop(actor: Actor, critic: Critic, shape: PPOShape) -> None:
     """One PPO iteration's worth of network work: acting passes, then minibatch updates."""
-    runs, obs_dim = actor.log_std.shape[0], actor.mlp.layers[0].in_features
+    runs, obs_dim, steps, minibatch = actor.log_std.shape[0], shape.obs_dim, shape.steps, shape.minibatch
     device = actor.log_std.device
     optimizer = torch.optim.Adam([*actor.parameters(), *critic.parameters()], lr=1e-4)
     with torch.inference_mode():
@@ -45,7 +62,7 @@ def _ppo_like_loop(actor: Actor, critic: Critic, steps: int, epochs: int, miniba
             critic(obs)
     obs = torch.randn(runs, minibatch, obs_dim, device=device)
     actions = torch.randn(runs, minibatch, actor.log_std.shape[1], device=device)
-    for _ in range(epochs * steps // minibatch):
+    for _ in range(shape.epochs * steps // minibatch):
         mean, std = actor(obs)
         log_prob = torch.distributions.Normal(mean, std).log_prob(actions).sum(-1)
         loss = -log_prob.mean() + critic(obs).pow(2).mean()
@@ -54,7 +71,7 @@ def _ppo_like_loop(actor: Actor, critic: Critic, steps: int, epochs: int, miniba
         optimizer.step()
 
 
-def _observe_seconds(tracker: PlasticityTracker, actor: Actor, critic: Critic, steps: int) -> float:
+def _observe_seconds(clock: Clock, tracker: PlasticityTracker, actor: Actor, critic: Critic, steps: int) -> float:
     """Total time of ``steps`` observe() calls, each after real acting passes (not timed).
 
     observe() launches no device work (it keeps references), so no synchronisation is needed.
@@ -66,23 +83,19 @@ def _observe_seconds(tracker: PlasticityTracker, actor: Actor, critic: Critic, s
             obs = torch.randn(runs, 1, obs_dim, device=actor.log_std.device)
             actor(obs)
             critic(obs)
-            start = time.perf_counter()
+            start = clock()
             tracker.observe()
-            total += time.perf_counter() - start
+            total += clock() - start
     return total
 
 
 def measure_metrics_overhead(
     num_runs: Sequence[int] = (1, 8),
     cfg: MetricsConfig | None = None,
-    obs_dim: int = 27,
-    act_dim: int = 8,
-    width: int = 256,
-    steps: int = 2048,
-    epochs: int = 10,
-    minibatch: int = 128,
+    shape: PPOShape | None = None,
     repeats: int = 3,
     device: str = "cpu",
+    cpu_time: bool = False,
 ) -> list[dict[str, float]]:
     """Time the tracker and a PPO-sized training loop for each run-group size.
 
@@ -92,52 +105,63 @@ def measure_metrics_overhead(
     Args:
         num_runs: run-group sizes R to measure.
         cfg: metrics config (intervals, window); default ``MetricsConfig()``.
-        obs_dim, act_dim, width: network sizes (obs -> width -> width -> act / 1).
-        steps: env steps per run of the training loop (PPO: 2048) and of the observe timing.
-        epochs, minibatch: PPO update shape (10 epochs of minibatches of 128).
+        shape: network and update sizes; default ``PPOShape()`` (obs 27 -> 256 -> 256 -> 8 / 1).
         repeats: timings keep the least of this many repeats.
         device: ``cpu`` or ``cuda``.
+        cpu_time: time with this thread's CPU time on one torch thread instead of wall time on
+            the default threads, so that other processes on a busy machine slow neither side
+            (CPU only).
 
     Returns:
         One dict per R: ``num_runs``; ``observe_us`` (per env step); ``compute_ms`` and
         ``rank_compute_ms`` (per call, full window); ``metrics_ms_per_1000`` and
         ``train_ms_per_1000`` (per 1000 env steps of each run); ``overhead_pct`` (their ratio).
     """
-    cfg = cfg or MetricsConfig()
-    dev = torch.device(device)
-    rows = []
-    for runs in num_runs:
-        gens = run_generators(range(runs), salt=0)
-        actor = Actor(runs, obs_dim, act_dim, [width, width], "relu")
-        critic = Critic(runs, obs_dim, [width, width], "relu")
-        actor.mlp.reset_parameters(gens)
-        critic.mlp.reset_parameters(gens)
-        actor, critic = actor.to(dev), critic.to(dev)
-        tracker = PlasticityTracker(cfg, {"actor": actor.mlp, "critic": critic.mlp}, runs)
-        _observe_seconds(tracker, actor, critic, cfg.window)  # a full window for compute
-        best = dict.fromkeys(("train", "observe", "compute", "rank_compute"), float("inf"))
-        for _ in range(repeats):
-            times = {
-                "train": _timed(dev, _ppo_like_loop, actor, critic, steps, epochs, minibatch) / steps,
-                "observe": _observe_seconds(tracker, actor, critic, steps) / steps,
-                "compute": _timed(dev, tracker.compute, cheap=True, ranks=False),
-                "rank_compute": _timed(dev, tracker.compute, cheap=False, ranks=True),
-            }
-            best = {k: min(best[k], times[k]) for k in best}
-        per_1000 = 1000 * best["observe"] + best["compute"] * 1000 / cfg.interval
-        per_1000 += best["rank_compute"] * 1000 / cfg.rank_interval
-        rows.append(
-            {
-                "num_runs": runs,
-                "observe_us": best["observe"] * 1e6,
-                "compute_ms": best["compute"] * 1e3,
-                "rank_compute_ms": best["rank_compute"] * 1e3,
-                "metrics_ms_per_1000": per_1000 * 1e3,
-                "train_ms_per_1000": best["train"] * 1000 * 1e3,
-                "overhead_pct": 100 * per_1000 / (best["train"] * 1000),
-            }
-        )
-    return rows
+    cfg, shape, dev = cfg or MetricsConfig(), shape or PPOShape(), torch.device(device)
+    if cpu_time and dev.type != "cpu":
+        raise ValueError(f"cpu_time needs device='cpu', got {device!r}")
+    threads = torch.get_num_threads()
+    if cpu_time:
+        torch.set_num_threads(1)  # thread_time counts this thread only
+    try:
+        clock = time.thread_time if cpu_time else time.perf_counter
+        return [_measure_group(clock, dev, runs, cfg, shape, repeats) for runs in num_runs]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure_group(
+    clock: Clock, dev: torch.device, runs: int, cfg: MetricsConfig, shape: PPOShape, repeats: int
+) -> dict[str, float]:
+    """One row of :func:`measure_metrics_overhead`."""
+    gens = run_generators(range(runs), salt=0)
+    actor = Actor(runs, shape.obs_dim, shape.act_dim, [shape.width] * 2, "relu")
+    critic = Critic(runs, shape.obs_dim, [shape.width] * 2, "relu")
+    actor.mlp.reset_parameters(gens)
+    critic.mlp.reset_parameters(gens)
+    actor, critic = actor.to(dev), critic.to(dev)
+    tracker = PlasticityTracker(cfg, {"actor": actor.mlp, "critic": critic.mlp}, runs)
+    _observe_seconds(clock, tracker, actor, critic, cfg.window)  # a full window for compute
+    best = dict.fromkeys(("train", "observe", "compute", "rank_compute"), float("inf"))
+    for _ in range(repeats):
+        times = {
+            "train": _timed(clock, dev, _ppo_like_loop, actor, critic, shape) / shape.steps,
+            "observe": _observe_seconds(clock, tracker, actor, critic, shape.steps) / shape.steps,
+            "compute": _timed(clock, dev, tracker.compute, cheap=True, ranks=False),
+            "rank_compute": _timed(clock, dev, tracker.compute, cheap=False, ranks=True),
+        }
+        best = {k: min(best[k], times[k]) for k in best}
+    per_1000 = 1000 * best["observe"] + best["compute"] * 1000 / cfg.interval
+    per_1000 += best["rank_compute"] * 1000 / cfg.rank_interval
+    return {
+        "num_runs": runs,
+        "observe_us": best["observe"] * 1e6,
+        "compute_ms": best["compute"] * 1e3,
+        "rank_compute_ms": best["rank_compute"] * 1e3,
+        "metrics_ms_per_1000": per_1000 * 1e3,
+        "train_ms_per_1000": best["train"] * 1000 * 1e3,
+        "overhead_pct": 100 * per_1000 / (best["train"] * 1000),
+    }
 
 
 def format_rows(rows: list[dict[str, float]]) -> str:
@@ -149,7 +173,17 @@ def format_rows(rows: list[dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m rlplast.bench.metrics [--cpu-time] [--repeats N]``: print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpu-time", action="store_true", help="thread CPU time on one thread (busy machines)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    device = "cpu" if args.cpu_time or not torch.cuda.is_available() else "cuda"
+    clock = "thread CPU time, 1 thread" if args.cpu_time else f"wall time, {torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {device}, {clock}")
+    print(format_rows(measure_metrics_overhead(repeats=args.repeats, device=device, cpu_time=args.cpu_time)))
+
+
 if __name__ == "__main__":
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads")
-    print(format_rows(measure_metrics_overhead(device=device)))
+    main()
