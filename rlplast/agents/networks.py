@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-ACTIVATIONS = {"relu": nn.functional.relu, "tanh": torch.tanh, "identity": lambda x: x}
+ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "identity": lambda x: x}
 
 
 def run_generators(seeds: Sequence[int], salt: int, device: torch.device | str = "cpu") -> list[torch.Generator]:
@@ -119,11 +119,14 @@ class MLP(nn.Module):
         """``x [R, B, in] -> [R, B, out]``; records hidden features in ``self.features``."""
         act = ACTIVATIONS[self.activation]
         feats = []
-        for layer in self.layers[:-1]:
-            x = act(layer(x))
+        # plain iteration and direct forward calls: slicing a ModuleList builds a new module and
+        # the module-call machinery costs more than the matmul at acting batch sizes
+        *hidden, last = self.layers
+        for layer in hidden:
+            x = act(layer.forward(x))
             feats.append(x.detach())
         self.features = feats
-        return self.layers[-1](x)
+        return last.forward(x)
 
     def hidden_layers(self) -> list[HiddenLayer]:
         return [

@@ -146,7 +146,7 @@ class PPO:
         self.num_updates = 0
         self.optimizer_steps = 0
         self.acting_features: dict[str, list[Tensor]] = {}
-        self._noise: Tensor | None = None
+        self._noise = self._noise_logprob = self._std = torch.empty(0)
 
     # -- structure ------------------------------------------------------------------------------
 
@@ -170,23 +170,29 @@ class PPO:
         ``{"actor": [...], "critic": [...]}``, each hidden layer's features ``[R, E, width]``.
         """
         storage = self.storage
-        if storage.step == 0:
-            # one draw per run for the whole rollout: R generator calls per update, not per step
-            shape = (self.rollout_len, self.envs_per_run, self.act_dim)
-            self._noise = torch.stack(
-                [torch.randn(shape, generator=g, device=self.device) for g in self.action_generators]
-            )
+        t = storage.step
+        if t == 0:
+            self._start_rollout()
         obs = self._runs(obs)
-        mean, std = self.actor(obs)
-        noise = self._noise[:, storage.step]
-        actions = mean + std * noise
-        # log N(a; mean, std) with (a - mean) / std = noise
-        logprob = (-0.5 * noise.square()).sum(-1) - self.actor.log_std.sum(-1, keepdim=True)
-        logprob = logprob - 0.5 * math.log(2 * math.pi) * self.act_dim
-        values = self.critic(obs)
+        # the networks' forward directly: the module-call machinery costs more than the matmuls here
+        mean = self.actor.mlp.forward(obs)
+        values = self.critic.mlp.forward(obs).squeeze(-1)
+        actions = torch.addcmul(mean, self._std, self._noise[:, t])
         self.acting_features = {"actor": self.actor.mlp.features, "critic": self.critic.mlp.features}
-        storage.add_action(obs, actions, logprob, values)
+        storage.add_action(obs, actions, self._noise_logprob[:, t], values)
         return actions.reshape(-1, self.act_dim)
+
+    def _start_rollout(self) -> None:
+        """Draw the rollout's action noise, one generator call per run (not per step), and the
+        per-step log-probabilities, which depend only on the noise while the weights are fixed:
+        ``log N(a; mean, std) = sum(-noise^2 / 2 - log_std) - act_dim / 2 * log(2 pi)``."""
+        shape = (self.rollout_len, self.envs_per_run, self.act_dim)
+        noise = torch.stack([torch.randn(shape, generator=g, device=self.device) for g in self.action_generators])
+        log_std = self.actor.log_std.detach()
+        const = -log_std.sum(-1) - 0.5 * math.log(2 * math.pi) * self.act_dim  # [R]
+        self._noise = noise  # [R, T, E, act_dim]
+        self._noise_logprob = (-0.5 * noise.square()).sum(-1) + const.view(-1, 1, 1)  # [R, T, E]
+        self._std = log_std.exp().unsqueeze(1)  # [R, 1, act_dim]
 
     def process_step(
         self, reward: Tensor, terminated: Tensor, truncated: Tensor, final_obs: Tensor | None = None
@@ -267,6 +273,7 @@ class PPO:
         explained = explained_variance(storage.flat("values"), fields["returns"])
 
         rows = torch.arange(R, device=self.device).unsqueeze(1)
+        actor_params, critic_params = list(self.actor.parameters()), list(self.critic.parameters())
         sums = {name: torch.zeros(R, device=self.device) for name in LOSS_NAMES}
         for _ in range(cfg.epochs):
             perm = torch.stack([torch.randperm(B, generator=g, device=self.device) for g in self.minibatch_generators])
@@ -276,8 +283,8 @@ class PPO:
                 loss, parts = self._loss(batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.sum().backward()
-                parts["actor_grad_norm"] = grad_norm(self.actor.parameters())
-                parts["critic_grad_norm"] = grad_norm(self.critic.parameters())
+                parts["actor_grad_norm"] = grad_norm(actor_params)
+                parts["critic_grad_norm"] = grad_norm(critic_params)
                 parts["grad_norm"] = torch.hypot(parts["actor_grad_norm"], parts["critic_grad_norm"])
                 if cfg.max_grad_norm is not None:
                     self._clip_grads(parts["grad_norm"])

@@ -95,6 +95,9 @@ class RolloutStorage:
         self.advantages = torch.zeros(shape, **kw)
         self.returns = torch.zeros(shape, **kw)
         self.step = 0
+        # per-step views made once: writing a step is then one copy_ per field, no indexing
+        fields = ("obs", "actions", "logprobs", "values", "rewards", "ended", "truncated", "final_obs")
+        self._at = [{name: getattr(self, name)[:, t] for name in fields} for t in range(steps)]
 
     @property
     def full(self) -> bool:
@@ -107,23 +110,23 @@ class RolloutStorage:
         """Write what the agent saw and did at the current step (``[R, E, ...]`` each)."""
         if self.full:
             raise RuntimeError(f"rollout storage is full ({self.steps} steps); call clear() after the update")
-        t = self.step
-        self.obs[:, t] = obs
-        self.actions[:, t] = actions
-        self.logprobs[:, t] = logprobs
-        self.values[:, t] = values
+        at = self._at[self.step]
+        at["obs"].copy_(obs)
+        at["actions"].copy_(actions)
+        at["logprobs"].copy_(logprobs)
+        at["values"].copy_(values)
 
     def add_outcome(
         self, rewards: Tensor, terminated: Tensor, truncated: Tensor, final_obs: Tensor | None = None
     ) -> None:
         """Write the env's answer to the current step (``[R, E]`` each, ``final_obs [R, E, obs_dim]``)
         and advance to the next step."""
-        t = self.step
-        self.rewards[:, t] = rewards
-        self.ended[:, t] = terminated | truncated
-        self.truncated[:, t] = truncated & ~terminated
+        at = self._at[self.step]
+        at["rewards"].copy_(rewards)
+        torch.logical_or(terminated, truncated, out=at["ended"])
+        torch.logical_and(truncated, ~terminated, out=at["truncated"])
         if final_obs is not None:
-            self.final_obs[:, t] = final_obs
+            at["final_obs"].copy_(final_obs)
         self.step += 1
 
     def compute_returns(self, last_value: Tensor, bootstrap: Tensor, gamma: float, lam: float) -> None:

@@ -1,0 +1,225 @@
+"""rlplast's PPO against stable-baselines3's PPO with the same hyperparameters, side by side.
+
+* :func:`measure_ppo_speed`: end-to-end env steps per second on the CPU (simulator, acting,
+  updates, and for rlplast its logging, metrics and checkpoint) on a task such as slippery Ant.
+  The two trainers alternate ``repeats`` times in one process, so load from other processes hits
+  both alike; the ratio is taken within each repeat.
+* :func:`compare_learning`: final returns of both after the same number of steps on a task they
+  should solve (InvertedPendulum-v5 by default).
+
+Both use the config's numbers: actor and critic MLPs (separate, same widths and activation),
+Gaussian policy with state-independent log_std, Adam (lr, betas, eps), rollout length, epochs,
+minibatch size, clip, gamma, GAE lambda, advantage normalisation, value coefficient, no entropy
+bonus, no gradient clipping (SB3: a huge max_grad_norm), bootstrapped time-limit ends (SB3 does
+this too). Differences left: SB3 initialises with torch's default (Kaiming-uniform) rather than
+LeCun uniform, clips actions to the action space itself, and steps a Gymnasium env
+(``DummyVecEnv``) where rlplast steps its own VecEnv.
+
+Run ``python -m rlplast.bench.ppo --steps 6144 --repeats 3`` for the speed table, or
+``python -m rlplast.bench.ppo --learning --steps 150000`` for the learning comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+from rlplast.config import Config, load_config
+from rlplast.envs.friction import ChangingFriction
+from rlplast.runner import torch_threads, train_group
+
+
+def _sb3_env(cfg: Config, seed: int) -> gym.Env:
+    """The config's env as one Gymnasium env: the same id, kwargs, time limit and friction schedule."""
+    env = gym.make(cfg.env.id, max_episode_steps=cfg.env.max_episode_steps, **cfg.env.env_kwargs())
+    return ChangingFriction(env, cfg.env.friction, schedule_seed=seed)
+
+
+def sb3_ppo(cfg: Config, seed: int, device: str = "cpu"):
+    """A stable-baselines3 PPO with ``cfg``'s hyperparameters on ``cfg``'s env (one env per run)."""
+    from stable_baselines3 import PPO as SB3PPO
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    a, o = cfg.agent, cfg.optimizer
+    if o.kind != "adam" or cfg.plugins or cfg.env.envs_per_run != 1:
+        raise ValueError("the SB3 comparison supports plain Adam, no plug-ins and env.envs_per_run = 1")
+    activation = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[a.activation]
+    venv = DummyVecEnv([lambda: Monitor(_sb3_env(cfg, seed))])
+    return SB3PPO(
+        "MlpPolicy",
+        venv,
+        learning_rate=o.lr,
+        n_steps=a.steps_per_update,
+        batch_size=a.steps_per_update // a.minibatches,
+        n_epochs=a.epochs,
+        gamma=a.gamma,
+        gae_lambda=a.gae_lambda,
+        clip_range=a.clip,
+        normalize_advantage=a.normalize_advantages,
+        ent_coef=a.entropy_coef,
+        vf_coef=a.value_coef,
+        max_grad_norm=a.max_grad_norm or 1e10,
+        policy_kwargs={
+            "net_arch": {"pi": list(a.hidden), "vf": list(a.hidden)},
+            "activation_fn": activation,
+            "log_std_init": a.log_std_init,
+            "ortho_init": False,
+            "optimizer_kwargs": {"betas": tuple(o.betas), "eps": o.eps, "weight_decay": o.weight_decay},
+        },
+        seed=seed,
+        device=device,
+        verbose=0,
+    )
+
+
+def _episode_returns(run_dir: Path) -> list[float]:
+    with (run_dir / "metrics.csv").open() as f:
+        return [float(r["value"]) for r in csv.DictReader(f) if r["tag"] == "charts/episodic_return"]
+
+
+class _Timer:
+    """Wall-clock and process CPU seconds (all threads) of a block."""
+
+    def __enter__(self) -> _Timer:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def run_rlplast(cfg: Config, seeds: list[int], steps: int, backend: str = "cpu") -> tuple[_Timer, list[float]]:
+    """Train one run group end to end (setup, logging, checkpoint included) in a temporary folder.
+
+    Returns:
+        The timer (``wall``, ``cpu`` seconds) and the first run's episode returns.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        with _Timer() as timer:
+            train_group(cfg, seeds, Path(tmp), steps, backend=backend, device="cpu")
+        return timer, _episode_returns(Path(tmp) / f"seed{seeds[0]}")
+
+
+def run_sb3(cfg: Config, seed: int, steps: int) -> tuple[_Timer, list[float]]:
+    """Build and train SB3's PPO for ``steps``: the timer and the episode returns."""
+    with _Timer() as timer:
+        model = sb3_ppo(cfg, seed)
+        model.learn(total_timesteps=steps)
+    monitor = model.get_env().envs[0]
+    return timer, [float(r) for r in monitor.get_episode_rewards()]
+
+
+def measure_ppo_speed(
+    task: str = "slippery_ant",
+    method: str = "ppo",
+    steps: int = 3 * 2048,
+    repeats: int = 3,
+    threads: int | None = None,
+    group: int = 1,
+    backend: str = "cpu",
+    overrides: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """End-to-end CPU SPS of rlplast's PPO and SB3's, alternating.
+
+    Args:
+        task, method, overrides: the config (``load_config``); the reference hyperparameters by default.
+        steps: env steps per run per measurement (whole updates of agent.steps_per_update).
+        repeats: alternations; ratios are taken within each.
+        threads: torch threads for both (None: torch's default). rlplast's runner still acts on
+            ``run.act_threads`` (1 by default): that is part of what is measured.
+        group: rlplast trains this many seeds as one run group (SPS counts all their steps);
+            SB3 trains one run.
+        backend: rlplast's VecEnv backend.
+
+    Returns:
+        Per repeat, SPS by wall clock and by process CPU time (all threads) of each trainer and
+        their ratios (rlplast / SB3), plus the medians of the ratios.
+    """
+    cfg = load_config(task, method, overrides)
+    out: dict[str, Any] = {"task": task, "steps": steps, "group": group, "threads": threads or torch.get_num_threads()}
+    rows: dict[str, list[float]] = {
+        key: [] for key in ("rlplast_sps", "sb3_sps", "ratio", "rlplast_cpu_sps", "sb3_cpu_sps", "cpu_ratio")
+    }
+    with torch_threads(threads):
+        for rep in range(repeats):
+            ours, _ = run_rlplast(cfg, list(range(rep * group, (rep + 1) * group)), steps, backend)
+            theirs, _ = run_sb3(cfg, rep, steps)
+            for suffix, a, b in (("", ours.wall, theirs.wall), ("cpu_", ours.cpu, theirs.cpu)):
+                rows[f"rlplast_{suffix}sps"].append(steps * group / a)
+                rows[f"sb3_{suffix}sps"].append(steps / b)
+                rows[f"{suffix}ratio"].append(steps * group / a / (steps / b))
+    medians = {
+        "median_ratio": statistics.median(rows["ratio"]),
+        "median_cpu_ratio": statistics.median(rows["cpu_ratio"]),
+    }
+    return out | rows | medians
+
+
+def compare_learning(
+    env_id: str = "InvertedPendulum-v5",
+    steps: int = 150_000,
+    seed: int = 0,
+    last: int = 20,
+    overrides: tuple[str, ...] = (),
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Both trainers on ``env_id`` (constant friction, the PPO defaults) for ``steps`` env steps.
+
+    Returns:
+        Mean return of the ``last`` finished episodes of each, and their wall seconds.
+    """
+    cfg = load_config(
+        "ant",
+        "ppo",
+        [f"env.id={env_id}", "env.kwargs={}", "env.friction.schedule={kind: constant, value: 1.0}", *overrides],
+    )
+    with torch_threads(threads):
+        ours_t, ours = run_rlplast(cfg, [seed], steps, backend="gym")
+        sb3_t, sb3 = run_sb3(cfg, seed, steps)
+    mean = lambda xs: sum(xs[-last:]) / max(len(xs[-last:]), 1)  # noqa: E731
+    return {
+        "env_id": env_id,
+        "steps": steps,
+        "seed": seed,
+        "rlplast_return": mean(ours),
+        "sb3_return": mean(sb3),
+        "rlplast_episodes": len(ours),
+        "sb3_episodes": len(sb3),
+        "rlplast_seconds": ours_t.wall,
+        "sb3_seconds": sb3_t.wall,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--learning", action="store_true", help="compare learning instead of speed")
+    parser.add_argument("--task", default="slippery_ant")
+    parser.add_argument("--env-id", default="InvertedPendulum-v5")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--group", type=int, default=1, help="rlplast trains this many seeds as one group")
+    args = parser.parse_args()
+    if args.learning:
+        result = compare_learning(args.env_id, args.steps or 150_000, args.seed, threads=args.threads)
+    else:
+        result = measure_ppo_speed(
+            args.task, steps=args.steps or 3 * 2048, repeats=args.repeats, threads=args.threads, group=args.group
+        )
+    for key, value in result.items():
+        shown = [f"{v:.1f}" for v in value] if isinstance(value, list) else value
+        print(f"{key:>18}: {shown}")
+
+
+if __name__ == "__main__":
+    main()
