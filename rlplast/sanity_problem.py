@@ -66,7 +66,8 @@ class SlowlyChangingRegression:
             bits = torch.randint(0, 2, (f,), generator=gen).float()
             per_seed.append((weight, bias, out_weight, out_bias, bits))
         # [R, n, m], [R, n], [R, n], [R], [R, f]
-        self.weight, self.bias, self.out_weight, self.out_bias, self.bits = (torch.stack(t) for t in zip(*per_seed))
+        stacked = (torch.stack(t) for t in zip(*per_seed, strict=True))
+        self.weight, self.bias, self.out_weight, self.out_bias, self.bits = stacked
         negatives = (self.weight < 0).sum(-1) + (self.bias < 0)
         self.threshold = (m + 1) * cfg.beta - negatives  # [R, n]
         self.periods = 0

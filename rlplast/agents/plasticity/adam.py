@@ -6,17 +6,21 @@ estimates from zero but keep the tensor's large step count t, so ``m_hat = m / (
 under-corrected: after s steps the estimate is too small by the factor ``1 - b1^s`` (with
 b1 = 0.99 the first step after a reset is 100 times too small, and ``v_hat`` likewise).
 
-Each parameter here keeps a scalar step (the fast path: the same arithmetic as
-``torch.optim.Adam``, checked in the tests) until the first reset of any of its elements; from then
-on it keeps the bias corrections themselves per element, ``d_j = 1 - beta_j^s`` shaped like the
-parameter ``[R, ...]`` (s the element's own step count), advanced by ``d <- beta d + (1 - beta)``
-(two cheap scalar ops, no ``pow``, no denormals) and set to 0 by a reset. Plain PPO never pays
-for per-element corrections, and CBP pays only on the tensors it resets (the hidden layers'
-weights and biases), which is why this class serves optimizer kind ``adam`` always rather than
-only when CBP is on (measured side by side with ``torch.optim.Adam`` in rlplast/bench/plugins.py).
+Each parameter here keeps a scalar step (the fast path: torch's multi-tensor Adam arithmetic,
+checked against ``torch.optim.Adam`` in the tests) until the first reset of any of its units. A
+reset restarts a unit's slice along one dimension (CBP and ReDo reset rows of the incoming weight
+and bias, ``dim=1``, and columns of the outgoing weight, ``dim=2``), so an element's own step
+count is the one of its most recently reset row or column, and its bias correction
+``d = 1 - beta^s`` is the smallest of theirs. The optimizer therefore keeps, per reset
+dimension, the corrections of each slice, ``[R, size]`` (advanced by ``d <- beta d + (1 - beta)``,
+set to 0 by a reset), and combines them by a broadcast (one reset dimension: no extra pass over
+the parameter) or an elementwise minimum (two). Plain PPO never pays for this, CBP only on the
+tensors it resets, which is why this class serves optimizer kind ``adam`` always rather than
+only when CBP is on (both measured side by side in rlplast/bench/plugins.py).
 
 :class:`ResettableOptimizer` holds the shared mechanism (also used by UPGD / AdaUPGD):
-``reset_elements(param, index)`` zeroes the per-element state and step of ``param[index]``.
+``reset_units(param, dim, runs, units)`` zeroes the per-weight state of those slices and
+restarts their step count.
 """
 
 from __future__ import annotations
@@ -28,11 +32,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-Index = tuple[Any, ...]
+from rlplast.agents.plasticity.corrections import SliceCorrections, key
+
+
+def divide(tensors: list[Tensor], divisors: list[float | Tensor]) -> list[Tensor]:
+    """``[t / d for t, d in zip(tensors, divisors)]`` with multi-tensor ops; divisors are numbers
+    or tensors broadcastable to their tensor."""
+    if all(isinstance(d, Tensor) for d in divisors) or not any(isinstance(d, Tensor) for d in divisors):
+        return list(torch._foreach_div(tensors, divisors))
+    return [t / d for t, d in zip(tensors, divisors, strict=True)]
 
 
 class ResettableOptimizer(torch.optim.Optimizer):
-    """An optimizer whose per-weight state can be reset for some elements of a parameter.
+    """An optimizer whose per-weight state can be reset for slices (units) of a parameter.
 
     Subclasses name their per-element state tensors in ``state_keys`` (each shaped like the
     parameter, zeroed by a reset) and the decay rates whose traces need bias correction in
@@ -40,6 +52,10 @@ class ResettableOptimizer(torch.optim.Optimizer):
     """
 
     state_keys: tuple[str, ...] = ()
+
+    def __init__(self, params: Iterable[Tensor], defaults: dict[str, Any]):
+        self._slices: dict[int, SliceCorrections] = {}  # per parameter group (by id)
+        super().__init__(params, defaults)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -59,48 +75,85 @@ class ResettableOptimizer(torch.optim.Optimizer):
         """Decay rates of the bias-corrected traces, in the order :meth:`_corrections` returns."""
         raise NotImplementedError
 
-    def _param_state(self, param: Tensor) -> dict[str, Tensor]:
+    def _param_state(self, param: Tensor) -> dict[str, Any]:
         """The state of ``param``, created (zeros, step 0) on first use."""
         state = self.state[param]
         if not state:
             state["step"] = 0  # a Python int: counting costs no tensor op
-            for key in self.state_keys:
-                state[key] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            for name in self.state_keys:
+                state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
         return state
 
-    def _corrections(self, state: dict[str, Tensor], group: dict[str, Any]) -> list[float | Tensor]:
-        """Count one step and return ``1 - beta^step`` per beta: floats, or tensors shaped like
-        the parameter once some of its elements were reset."""
-        state["step"] += 1
+    def _group_slices(self, group: dict[str, Any]) -> SliceCorrections:
+        return self._slices.setdefault(id(group), SliceCorrections())
+
+    def _corrections(
+        self, params: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any]
+    ) -> list[list[float | Tensor]]:
+        """Count one step of every parameter and return, per parameter, ``1 - beta^step`` per
+        beta: floats, or once units of the parameter were reset, tensors broadcastable to it."""
         betas = self._betas(group)
-        if "bias_correction0" not in state:
-            step = float(state["step"])
-            return [1.0 - beta**step for beta in betas]
+        slices = self._group_slices(group)
+        slices.advance(betas, params)
         out = []
-        for j, beta in enumerate(betas):
-            corr = state[f"bias_correction{j}"]
-            out.append(corr.mul_(beta).add_(1.0 - beta))
+        for param, state in zip(params, states, strict=True):
+            state["step"] += 1
+            if state.get("reset_dims"):
+                out.append([slices.combined(param, j) for j in range(len(betas))])
+            else:
+                out.append([1.0 - beta ** state["step"] for beta in betas])
         return out
 
+    def bias_corrections(self, param: Tensor) -> list[Tensor]:
+        """The current ``1 - beta^s`` of every element of ``param`` per beta, ``param``-shaped
+        (s each element's own step count; for inspection)."""
+        group = self._group(param)
+        state, betas = self.state[param], self._betas(group)
+        if not state.get("reset_dims"):
+            return [torch.full_like(param, 1.0 - beta ** state["step"]) for beta in betas]
+        return [self._group_slices(group).combined(param, j).expand_as(param) for j in range(len(betas))]
+
+    def _group(self, param: Tensor) -> dict[str, Any]:
+        return next(g for g in self.param_groups if any(p is param for p in g["params"]))
+
+    def _pack(self, group: dict[str, Any]) -> None:
+        states = {p: self.state[p] for p in group["params"] if p in self.state}
+        self._group_slices(group).pack(states, len(self._betas(group)))
+
     @torch.no_grad()
-    def reset_elements(self, param: Tensor, index: Index) -> None:
-        """Zero the state (moments, traces) of ``param[index]`` and restart its step count.
+    def reset_units(self, param: Tensor, dim: int, runs: Tensor, units: Tensor) -> None:
+        """Forget the per-weight state of the slices ``param[runs[k], ..., units[k], ...]`` (index
+        ``units[k]`` along ``dim``) and restart their step count.
 
         Args:
             param: a parameter of this optimizer, ``[R, ...]``.
-            index: an index into ``param`` (e.g. ``(runs, units)`` for rows of ``[R, out, in]``,
-                ``(runs, slice(None), units)`` for columns).
+            dim: the dimension the units index (1: rows of ``[R, out, in]`` or entries of
+                ``[R, out]``; 2: columns of ``[R, out, in]``).
+            runs: ``[K]`` run of each slice.
+            units: ``[K]`` index of each slice along ``dim``.
         """
+        if not 1 <= dim < param.dim():
+            raise ValueError(f"dim must be in 1..{param.dim() - 1} for a parameter of shape {tuple(param.shape)}")
         state = self.state.get(param)
         if not state:  # never stepped: its state is all zeros already
             return
-        if "bias_correction0" not in state:
-            group = next(g for g in self.param_groups if any(p is param for p in g["params"]))
-            step = float(state["step"])
-            for j, beta in enumerate(self._betas(group)):
-                state[f"bias_correction{j}"] = torch.full_like(param, 1.0 - beta**step)
-        for key in (*self.state_keys, *(k for k in state if k.startswith("bias_correction"))):
-            state[key][index] = 0
+        group = self._group(param)
+        betas = self._betas(group)
+        if dim not in state.get("reset_dims", []):
+            fills = [1.0 - beta ** state["step"] for beta in betas]  # the slices so far: the tensor's steps
+            self._group_slices(group).register(param, state, dim, fills)
+            self._pack(group)
+        index = (runs, *[slice(None)] * (dim - 1), units)
+        for name in self.state_keys:
+            state[name][index] = 0
+        for j in range(len(betas)):
+            state[key(j, dim)][runs, units] = 0
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As torch's, then rebuilds the reset slices' correction buffers."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            self._pack(group)
 
 
 class Adam(ResettableOptimizer):
@@ -136,20 +189,33 @@ class Adam(ResettableOptimizer):
 
     def _update(self) -> None:
         for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
             beta1, beta2 = group["betas"]
             lr, eps, decay = group["lr"], group["eps"], group["weight_decay"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                grad = param.grad if decay == 0 else param.grad.add(param, alpha=decay)
-                state = self._param_state(param)
-                corr1, corr2 = self._corrections(state, group)
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.lerp_(grad, 1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                if isinstance(corr1, Tensor):
-                    denom = exp_avg_sq.div(corr2).sqrt_().add_(eps)
-                    param.addcdiv_(exp_avg.div(corr1), denom, value=-lr)
-                else:
-                    denom = (exp_avg_sq.sqrt() / math.sqrt(corr2)).add_(eps)
-                    param.addcdiv_(exp_avg, denom, value=-lr / corr1)
+            grads = [p.grad for p in params]
+            if decay:
+                grads = torch._foreach_add(grads, params, alpha=decay)
+            states = [self._param_state(p) for p in params]
+            corrections = self._corrections(params, states, group)
+            exp_avgs = [state["exp_avg"] for state in states]
+            exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+            # multi-tensor ops (one dispatch for all tensors), as torch's foreach Adam
+            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+            scalar = [i for i, (corr1, _) in enumerate(corrections) if not isinstance(corr1, Tensor)]
+            if scalar:
+                denoms = torch._foreach_sqrt([exp_avg_sqs[i] for i in scalar])
+                torch._foreach_div_(denoms, [math.sqrt(corrections[i][1]) for i in scalar])
+                torch._foreach_add_(denoms, eps)
+                steps = [-lr / corrections[i][0] for i in scalar]
+                torch._foreach_addcdiv_([params[i] for i in scalar], [exp_avgs[i] for i in scalar], denoms, steps)
+            reset = [i for i, (corr1, _) in enumerate(corrections) if isinstance(corr1, Tensor)]
+            if reset:  # per-element bias corrections after a reset
+                denoms = divide([exp_avg_sqs[i] for i in reset], [corrections[i][1] for i in reset])
+                torch._foreach_sqrt_(denoms)
+                torch._foreach_add_(denoms, eps)
+                steps = divide([exp_avgs[i] for i in reset], [corrections[i][0] for i in reset])
+                torch._foreach_addcdiv_([params[i] for i in reset], steps, denoms, value=-lr)

@@ -110,14 +110,17 @@ def linear_layers(layers: Sequence[HiddenLayer]) -> list[BatchedLinear]:
     return list(seen.values())
 
 
-def reset_optimizer_state(optimizer: torch.optim.Optimizer, param: Tensor, index: tuple) -> None:
-    """Forget the optimizer's per-weight state of ``param[index]`` (moments, traces, step counts).
+def reset_optimizer_state(
+    optimizer: torch.optim.Optimizer, param: Tensor, dim: int, runs: Tensor, units: Tensor
+) -> None:
+    """Forget the optimizer's per-weight state (moments, traces, step counts) of the slices
+    ``param[runs[k], ..., units[k], ...]``, ``units`` indexing dimension ``dim``.
 
     Our optimizers (:class:`~rlplast.agents.plasticity.adam.ResettableOptimizer`) restart the
-    elements' bias correction too; plain SGD has no per-weight state.
+    slices' bias correction too; plain SGD has no per-weight state.
     """
-    if hasattr(optimizer, "reset_elements"):
-        optimizer.reset_elements(param, index)
+    if hasattr(optimizer, "reset_units"):
+        optimizer.reset_units(param, dim, runs, units)
     elif isinstance(optimizer, torch.optim.SGD) and not any(g.get("momentum") for g in optimizer.param_groups):
         return
     else:

@@ -70,6 +70,6 @@ def reinit_units(
     incoming.bias[runs, units] = incoming_bias if isinstance(incoming_bias, float) else incoming_bias.to(device)
     outgoing.weight[runs, :, units] = 0.0
     if optimizer is not None:
-        reset_optimizer_state(optimizer, incoming.weight, (runs, units))
-        reset_optimizer_state(optimizer, incoming.bias, (runs, units))
-        reset_optimizer_state(optimizer, outgoing.weight, (runs, slice(None), units))
+        reset_optimizer_state(optimizer, incoming.weight, 1, runs, units)
+        reset_optimizer_state(optimizer, incoming.bias, 1, runs, units)
+        reset_optimizer_state(optimizer, outgoing.weight, 2, runs, units)

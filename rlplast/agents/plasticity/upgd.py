@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlplast.agents.plasticity.adam import ResettableOptimizer
+from rlplast.agents.plasticity.adam import ResettableOptimizer, divide
 from rlplast.agents.plasticity.noise import RunNoise
 
 SALT = 0x0BD
@@ -106,7 +106,7 @@ class UPGD(ResettableOptimizer):
             return
         beta_u = group["beta_utility"]
         states = [self._param_state(p) for p in params]
-        corrections = [self._corrections(state, group) for state in states]
+        corrections = self._corrections(params, states, group)
         grads = [p.grad for p in params]
         utilities = [state["utility"] for state in states]
         # multi-tensor ops: one dispatch for all parameters (the step is launch-bound)
@@ -114,7 +114,7 @@ class UPGD(ResettableOptimizer):
         torch._foreach_addcmul_(utilities, grads, params, value=-(1 - beta_u))
         first = corrections[0][0]
         if not all(isinstance(c[0], float) and c[0] == first for c in corrections):
-            utilities = [u / c[0] for u, c in zip(utilities, corrections, strict=True)]
+            utilities = divide(utilities, [c[0] for c in corrections])
         # else one bias correction for all: U_hat / max U_hat = U / max U, no division needed
         eta = torch.cat([u.flatten(1) for u in utilities], 1).amax(1)  # [R]
         # keep = 1 - sigmoid(U_hat / eta) = sigmoid(-U_hat / eta); a run with eta <= 0 is not
@@ -127,9 +127,7 @@ class UPGD(ResettableOptimizer):
             shape = (-1, *[1] * (u.dim() - 1))
             keeps.append(torch.addcmul(offset.view(shape), u, scale.view(shape)))
         torch._foreach_sigmoid_(keeps)
-        directions = [
-            self._direction(p, state, c, group) for p, state, c in zip(params, states, corrections, strict=True)
-        ]
+        directions = self._directions(grads, states, corrections, group)
         sigma, lr, decay = group["sigma"], group["lr"], group["weight_decay"]
         if sigma > 0:
             noise = dict(zip(map(id, group["params"]), self.noise.draw(), strict=True))
@@ -138,16 +136,23 @@ class UPGD(ResettableOptimizer):
             torch._foreach_mul_(params, 1 - lr * decay)
         torch._foreach_addcmul_(params, directions, keeps, value=-lr)
 
-    def _direction(
-        self, param: Tensor, state: dict[str, Tensor], corrections: list[float | Tensor], group: dict[str, Any]
-    ) -> Tensor:
-        """The unscaled step direction: the gradient, or AdaUPGD's Adam-normalised gradient."""
-        grad = param.grad
+    def _directions(
+        self,
+        grads: list[Tensor],
+        states: list[dict[str, Any]],
+        corrections: list[list[float | Tensor]],
+        group: dict[str, Any],
+    ) -> list[Tensor]:
+        """The unscaled step directions: the gradients, or AdaUPGD's Adam-normalised gradients."""
         if not self.adaptive:
-            return grad
+            return grads
         beta1, beta2 = group["betas"]
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        denom = exp_avg_sq.div(corrections[2]).sqrt_().add_(group["eps"])
-        return exp_avg.div(corrections[1]).div_(denom)
+        exp_avgs = [state["exp_avg"] for state in states]
+        exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        denoms = divide(exp_avg_sqs, [c[2] for c in corrections])
+        torch._foreach_sqrt_(denoms)
+        torch._foreach_add_(denoms, group["eps"])
+        return list(torch._foreach_div(divide(exp_avgs, [c[1] for c in corrections]), denoms))

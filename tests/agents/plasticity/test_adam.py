@@ -23,10 +23,12 @@ def twin_runs(tiny, decay: float, materialise: bool) -> tuple[list[torch.Tensor]
             opt.zero_grad()
             (net(x) - y).pow(2).mean().backward()
             opt.step()
-        if materialise and step == 3:  # switch every tensor to per-element corrections, resetting nothing
+        if materialise and step == 3:  # switch every tensor to per-slice corrections, resetting nothing
+            none = torch.tensor([], dtype=torch.long)
             for p in twin.parameters():
-                ours.reset_elements(p, (torch.tensor([], dtype=torch.long),))
-            assert all("bias_correction0" in ours.state[p] for p in twin.parameters())
+                for dim in range(1, p.dim()):
+                    ours.reset_units(p, dim, none, none)
+            assert all(ours.state[p]["reset_dims"] for p in twin.parameters())
     return list(mlp.parameters()), list(twin.parameters())
 
 
@@ -47,7 +49,7 @@ def test_reset_element_restarts_like_a_fresh_adam():
     for g in grads[:2]:
         w.grad = g.clone()
         opt.step()
-    opt.reset_elements(w, (0, 1))
+    opt.reset_units(w, 1, torch.tensor([0]), torch.tensor([1]))
     before = w.detach().clone()
     w.grad = grads[2].clone()
     opt.step()
@@ -67,7 +69,7 @@ def test_state_dict_round_trip_keeps_per_element_corrections(tiny):
     opt = Adam([w], lr=0.1)
     w.grad = torch.ones(2, 3)
     opt.step()
-    opt.reset_elements(w, (1, slice(None)))
+    opt.reset_units(w, 1, torch.tensor([1, 1, 1]), torch.tensor([0, 1, 2]))  # all of run 1
     saved = tiny.roundtrip(opt.state_dict())
     w2 = torch.nn.Parameter(w.detach().clone())
     opt2 = Adam([w2], lr=0.1)
@@ -76,9 +78,28 @@ def test_state_dict_round_trip_keeps_per_element_corrections(tiny):
         p.grad = torch.full((2, 3), 0.5)
         o.step()
     assert torch.equal(w, w2)
-    assert torch.equal(opt2.state[w2]["bias_correction0"][1], torch.full((3,), 0.1))
+    assert torch.equal(opt2.bias_corrections(w2)[0][1], torch.full((3,), 0.1))
+    torch.testing.assert_close(opt2.bias_corrections(w2)[0][0], torch.full((3,), 1 - 0.9**2))
 
 
 def test_rejects_bad_settings():
     with pytest.raises(ValueError, match="betas"):
         Adam([torch.nn.Parameter(torch.ones(1, 1))], betas=(0.9, 1.0))
+
+
+def test_an_element_restarts_with_its_latest_row_or_column_reset():
+    w = torch.nn.Parameter(torch.zeros(1, 2, 2))
+    opt = Adam([w], lr=0.1, betas=(0.5, 0.75))
+    w.grad = torch.ones(1, 2, 2)
+    for _ in range(3):
+        opt.step()
+    opt.reset_units(w, 1, torch.tensor([0]), torch.tensor([0]))  # row 0: steps restart
+    opt.step()
+    opt.reset_units(w, 2, torch.tensor([0]), torch.tensor([1]))  # column 1, one step later
+    opt.step()
+    # own step counts: [[2, 1], [5, 1]]
+    steps = torch.tensor([[[2.0, 1.0], [5.0, 1.0]]])
+    for beta, corr in zip((0.5, 0.75), opt.bias_corrections(w), strict=True):
+        torch.testing.assert_close(corr, 1 - beta**steps)
+    with pytest.raises(ValueError, match=r"dim must be in 1\.\.2"):
+        opt.reset_units(w, 3, torch.tensor([0]), torch.tensor([0]))

@@ -122,14 +122,15 @@ def test_reset_weights_get_zero_moments_and_a_fresh_bias_correction():
     inc, out = mlp.layers
     for param, index in ((inc.weight, (0, unit)), (inc.bias, (0, unit)), (out.weight, (0, slice(None), unit))):
         state = opt.state[param]
-        for key in ("exp_avg", "exp_avg_sq", "bias_correction0", "bias_correction1"):
-            assert (state[key][index] == 0).all(), key
+        corrections = opt.bias_corrections(param)
+        for value in (state["exp_avg"], state["exp_avg_sq"], *corrections):
+            assert (value[index] == 0).all()
         others = torch.ones_like(param, dtype=torch.bool)
         others[index] = False
         assert state["exp_avg_sq"][others].abs().sum() > 0
         # the other elements keep the tensor's 5 steps of bias correction
-        torch.testing.assert_close(state["bias_correction0"][others], torch.full_like(param[others], 1 - 0.9**5))
-        torch.testing.assert_close(state["bias_correction1"][others], torch.full_like(param[others], 1 - 0.99**5))
+        torch.testing.assert_close(corrections[0][others], torch.full_like(param[others], 1 - 0.9**5))
+        torch.testing.assert_close(corrections[1][others], torch.full_like(param[others], 1 - 0.99**5))
 
     # first step after the reset: m_hat = g and v_hat = g^2 exactly, so w moves by lr * g / (|g| + eps)
     opt.zero_grad()

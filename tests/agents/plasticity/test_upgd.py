@@ -110,13 +110,13 @@ def test_noisy_run_group_equals_runs_alone_and_resumes_exactly(tiny, adaptive):
         assert torch.equal(a, b)
 
 
-def test_reset_elements_forgets_the_utility():
+def test_reset_units_forgets_the_utility():
     (w,) = params_with_grads([([[1.0, 2.0]], [[-1.0, -1.0]])])
     opt = UPGD([w], [0], lr=0.1, sigma=0.0)
     opt.step()
-    opt.reset_elements(w, (0, 1))
+    opt.reset_units(w, 1, torch.tensor([0]), torch.tensor([1]))
     assert opt.state[w]["utility"][0, 1] == 0 and opt.state[w]["utility"][0, 0] != 0
-    assert opt.state[w]["bias_correction0"][0, 1] == 0
+    assert opt.bias_corrections(w)[0].tolist() == [[pytest.approx(0.001), 0.0]]
 
 
 def test_parameters_must_lead_with_the_run_dimension():
