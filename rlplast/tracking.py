@@ -17,10 +17,11 @@ outputs of the last forward pass) of every tracked network into the window of th
 keeps references to the feature tensors the forward pass made anyway (at most ``window + E - 1``
 rows per layer are held) and concatenates them only when metrics are computed. A copy per step
 into a preallocated ring buffer measured 7-10 us per step for four layers, 3-5 % of PPO's own cost
-at R = 1; a reference costs well under 1 us. The forward pass must therefore hand out new
-tensors each time (as :class:`MLP` does); a features tensor written in place at the same address
-is detected and refused. ``observe()`` must follow a fresh forward pass of every tracked network:
-calling it twice on the same features is an error, since it would count the same steps twice.
+at R = 1; observe() with references costs 2-3 us (``python -m rlplast.bench.metrics``). The
+forward pass must therefore hand out new tensors each time (as :class:`MLP` does); a features
+tensor written in place at the same address is detected and refused. ``observe()`` must follow
+a fresh forward pass of every tracked network: calling it twice on the same features is an
+error, since it would count the same steps twice.
 
 ``maybe_compute(run_step)`` takes the env steps taken by each run so far and returns the metrics
 whose interval boundary was crossed since the previous call (``run_step`` advances by E per
@@ -56,7 +57,7 @@ computes them with :mod:`rlplast.metrics` (``grad_norm``, ``gaussian_entropy``,
 ``upgd_plasticity``) and logs them under ``tag(net, "grad_norm")``, ``tag("actor", "entropy")``
 and ``tag("actor", "upgd_plasticity")``.
 
-``state_dict()`` holds the window contents, the weight snapshot and the counters (tensors and
+``state_dict()`` holds the window contents, the weight snapshot and the step counter (tensors and
 ints only, ``torch.load(weights_only=True)`` safe), about 4 MB per run for two 256-256 networks.
 """
 
