@@ -173,6 +173,8 @@ class PPO:
         t = storage.step
         if t == 0:
             self._start_rollout()
+        elif t == storage.steps:
+            raise RuntimeError(f"rollout storage is full ({t} steps); call update() before acting again")
         obs = self._runs(obs)
         # the networks' forward directly: the module-call machinery costs more than the matmuls here
         mean = self.actor.mlp.forward(obs)
@@ -199,7 +201,9 @@ class PPO:
     ) -> None:
         """Record the env's answer to the last :meth:`act`: ``reward, terminated, truncated [N]``,
         ``final_obs [N, obs_dim]`` (the last observation of envs that just ended)."""
-        final = self._runs(final_obs) if final_obs is not None and self.cfg.bootstrap_truncated else None
+        if self.cfg.bootstrap_truncated and final_obs is None:
+            raise ValueError("agent.bootstrap_truncated needs the final observations (info['final_obs'])")
+        final = self._runs(final_obs) if self.cfg.bootstrap_truncated else None
         self.storage.add_outcome(self._runs(reward), self._runs(terminated), self._runs(truncated), final)
 
     def compute_returns(self, last_obs: Tensor) -> None:

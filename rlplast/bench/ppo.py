@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import torch
 
+from rlplast.bench import Timer
 from rlplast.config import Config, load_config
 from rlplast.envs.friction import ChangingFriction
 from rlplast.runner import torch_threads, train_group
@@ -81,41 +82,43 @@ def sb3_ppo(cfg: Config, seed: int, device: str = "cpu"):
     )
 
 
-def _episode_returns(run_dir: Path) -> list[float]:
+Episodes = list[tuple[int, float]]  # (env step at the episode's end, return)
+
+
+def _episode_returns(run_dir: Path) -> Episodes:
     with (run_dir / "metrics.csv").open() as f:
-        return [float(r["value"]) for r in csv.DictReader(f) if r["tag"] == "charts/episodic_return"]
+        return [(int(r["step"]), float(r["value"])) for r in csv.DictReader(f) if r["tag"] == "charts/episodic_return"]
 
 
-class _Timer:
-    """Wall-clock and process CPU seconds (all threads) of a block."""
-
-    def __enter__(self) -> _Timer:
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+def steps_to_reach(episodes: Episodes, threshold: float, window: int = 10) -> int | None:
+    """The first env step at which the mean return of the last ``window`` episodes is >= threshold."""
+    returns = [ret for _, ret in episodes]
+    for i in range(window - 1, len(episodes)):
+        if sum(returns[i - window + 1 : i + 1]) / window >= threshold:
+            return episodes[i][0]
+    return None
 
 
-def run_rlplast(cfg: Config, seeds: list[int], steps: int, backend: str = "cpu") -> tuple[_Timer, list[float]]:
+def run_rlplast(cfg: Config, seeds: list[int], steps: int, backend: str = "cpu") -> tuple[Timer, Episodes]:
     """Train one run group end to end (setup, logging, checkpoint included) in a temporary folder.
 
     Returns:
         The timer (``wall``, ``cpu`` seconds) and the first run's episode returns.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        with _Timer() as timer:
+        with Timer() as timer:
             train_group(cfg, seeds, Path(tmp), steps, backend=backend, device="cpu")
         return timer, _episode_returns(Path(tmp) / f"seed{seeds[0]}")
 
 
-def run_sb3(cfg: Config, seed: int, steps: int) -> tuple[_Timer, list[float]]:
-    """Build and train SB3's PPO for ``steps``: the timer and the episode returns."""
-    with _Timer() as timer:
+def run_sb3(cfg: Config, seed: int, steps: int) -> tuple[Timer, Episodes]:
+    """Build and train SB3's PPO for ``steps``: the timer and the episodes."""
+    with Timer() as timer:
         model = sb3_ppo(cfg, seed)
         model.learn(total_timesteps=steps)
     monitor = model.get_env().envs[0]
-    return timer, [float(r) for r in monitor.get_episode_rewards()]
+    ends = itertools.accumulate(monitor.get_episode_lengths())
+    return timer, [(int(end), float(ret)) for end, ret in zip(ends, monitor.get_episode_rewards(), strict=True)]
 
 
 def measure_ppo_speed(
@@ -169,13 +172,16 @@ def compare_learning(
     steps: int = 150_000,
     seed: int = 0,
     last: int = 20,
+    threshold: float = 950.0,
     overrides: tuple[str, ...] = (),
     threads: int | None = None,
 ) -> dict[str, Any]:
     """Both trainers on ``env_id`` (constant friction, the PPO defaults) for ``steps`` env steps.
 
     Returns:
-        Mean return of the ``last`` finished episodes of each, and their wall seconds.
+        For each: the mean return of its ``last`` finished episodes, the env step at which the
+        mean of 10 consecutive episodes first reached ``threshold`` (None if never), its episode
+        count and wall seconds.
     """
     cfg = load_config(
         "ant",
@@ -183,20 +189,15 @@ def compare_learning(
         [f"env.id={env_id}", "env.kwargs={}", "env.friction.schedule={kind: constant, value: 1.0}", *overrides],
     )
     with torch_threads(threads):
-        ours_t, ours = run_rlplast(cfg, [seed], steps, backend="gym")
-        sb3_t, sb3 = run_sb3(cfg, seed, steps)
-    mean = lambda xs: sum(xs[-last:]) / max(len(xs[-last:]), 1)  # noqa: E731
-    return {
-        "env_id": env_id,
-        "steps": steps,
-        "seed": seed,
-        "rlplast_return": mean(ours),
-        "sb3_return": mean(sb3),
-        "rlplast_episodes": len(ours),
-        "sb3_episodes": len(sb3),
-        "rlplast_seconds": ours_t.wall,
-        "sb3_seconds": sb3_t.wall,
-    }
+        runs = {"rlplast": run_rlplast(cfg, [seed], steps, backend="gym"), "sb3": run_sb3(cfg, seed, steps)}
+    out: dict[str, Any] = {"env_id": env_id, "steps": steps, "seed": seed, "threshold": threshold}
+    for name, (timer, episodes) in runs.items():
+        tail = [ret for _, ret in episodes[-last:]]
+        out[f"{name}_return"] = sum(tail) / max(len(tail), 1)
+        out[f"{name}_steps_to_threshold"] = steps_to_reach(episodes, threshold)
+        out[f"{name}_episodes"] = len(episodes)
+        out[f"{name}_seconds"] = timer.wall
+    return out
 
 
 def main() -> None:

@@ -140,6 +140,12 @@ def test_truncation_bootstraps_from_final_obs_value():
             ref.process_step(torch.zeros(1), torch.tensor([False]), torch.tensor([t == 3]), final)
         ref.compute_returns(torch.full((1, OBS), 7.0))
     torch.testing.assert_close(ref.storage.advantages[0, 3, 0], -ref.storage.values[0, 3, 0])
+    with pytest.raises(RuntimeError, match="full"), torch.inference_mode():
+        agent.act(torch.zeros(1, OBS))  # the rollout is full until update()
+    fresh = PPO(small_cfg(steps_per_update=4, minibatches=1), OBS, ACT, [0])
+    with pytest.raises(ValueError, match="final observations"), torch.inference_mode():
+        fresh.act(torch.zeros(1, OBS))
+        fresh.process_step(torch.zeros(1), torch.tensor([False]), torch.tensor([True]))
 
 
 class Recorder(Plugin):

@@ -1,0 +1,34 @@
+"""PPO learns, and runs at least as fast as stable-baselines3 with the same hyperparameters (slow)."""
+
+import pytest
+import torch
+
+from rlplast.bench.ppo import compare_learning, measure_ppo_speed
+
+
+@pytest.mark.slow
+def test_ppo_solves_inverted_pendulum_like_sb3():
+    # InvertedPendulum-v5 (max return 1000), the reference PPO settings of PROTOCOL.md (lr 1e-4,
+    # 2048 steps per update, 10 x 16 minibatches), 50 updates, seed 0, one torch thread.
+    result = compare_learning("InvertedPendulum-v5", steps=50 * 2048, seed=0, last=20, threads=1)
+    print(result)
+    assert result["rlplast_return"] >= 950
+    assert result["rlplast_return"] >= 0.9 * result["sb3_return"]
+
+
+@pytest.mark.slow
+def test_end_to_end_speed_against_sb3():
+    # slippery Ant, reference hyperparameters, one run, one torch thread for both; CPU time
+    # rather than wall clock, so that other processes on the machine do not decide the ratio
+    result = measure_ppo_speed("slippery_ant", steps=4 * 2048, repeats=3, threads=1)
+    print(result)
+    assert result["median_cpu_ratio"] >= 1.2
+    assert torch.get_num_threads() >= 1  # threads restored
+
+
+def test_steps_to_reach_by_hand():
+    from rlplast.bench.ppo import steps_to_reach
+
+    episodes = [(10, 0.0), (20, 0.0), (30, 10.0), (40, 10.0), (50, 10.0)]
+    assert steps_to_reach(episodes, 10.0, window=2) == 40  # mean of episodes ending at 30 and 40
+    assert steps_to_reach(episodes, 11.0, window=2) is None
