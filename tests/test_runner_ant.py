@@ -1,0 +1,43 @@
+"""Kill and resume on the real cpu Ant backend: the simulator state travels in the checkpoint."""
+
+import pytest
+from test_runner import comparable, final_weights, interrupt_after, read_rows
+
+from rlplast import runner
+from rlplast.config import load_config
+
+OVERRIDES = [
+    "agent.hidden=[16, 16]",
+    "agent.steps_per_update=32",
+    "agent.minibatches=2",
+    "agent.epochs=2",
+    "metrics.interval=32",
+    "metrics.rank_interval=64",
+    "metrics.window=40",
+    "run.checkpoint_every=32",
+    # a friction change inside the run, applied at episode ends
+    "env.friction.schedule.every=48",
+    "env.max_episode_steps=20",
+]
+
+
+def test_crash_and_resume_on_ant_equals_straight_run(tmp_path, monkeypatch):
+    cfg = load_config("slippery_ant", "ppo", OVERRIDES)
+    steps = 5 * 32
+    runner.train_group(cfg, [0, 1], tmp_path / "straight", steps=steps, backend="cpu")
+    out = tmp_path / "resumed"
+    with monkeypatch.context() as m:
+        interrupt_after(m, 3, "crash")
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            runner.train_group(cfg, [0, 1], out, steps=steps, backend="cpu")
+    runner.train_group(cfg, [0, 1], out, steps=steps, backend="cpu")
+
+    straight, resumed = final_weights(tmp_path / "straight", [0, 1]), final_weights(out, [0, 1])
+    for name, value in straight.items():
+        assert (resumed[name] == value).all(), name
+    for seed in (0, 1):
+        a = comparable(read_rows(tmp_path / f"straight/seed{seed}/metrics.csv"))
+        b = comparable(read_rows(out / f"seed{seed}/metrics.csv"))
+        assert a == b
+        frictions = {v for _, t, v in a if t == "env/friction"}
+        assert len(frictions) >= 2  # the schedule (a new value every 48 steps) changed within the run
