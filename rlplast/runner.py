@@ -155,8 +155,6 @@ class RunGroup:
         self.run_dirs = [run_dir(out_dir, s) for s in self.seeds]
         self.ckpt_path = checkpoint_path(out_dir, self.seeds)
         self.resolved = cfg.training_dict()
-        if cfg.run.torch_threads:
-            torch.set_num_threads(cfg.run.torch_threads)
 
         self.env: VecEnv = make_vec_env(cfg.env, len(self.seeds), backend, device)
         E = self.env.envs_per_run
@@ -381,7 +379,8 @@ def train_group(
             bar = GroupProgress(progress, label, steps, group.run_step)
             stop.on_request[:] = [lambda bar=bar: bar.message("stopping after this update (Ctrl-C again to abort)")]
             try:
-                group.train(steps, stop, bar)
+                with torch_threads(cfg.run.torch_threads):
+                    group.train(steps, stop, bar)
             finally:
                 group.close()
                 bar.finish()
