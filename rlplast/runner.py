@@ -306,11 +306,10 @@ class RunGroup:
                     f"stopped at step {self.run_step} of {steps}; checkpoint saved to {self.ckpt_path}. "
                     "Run the same command again to resume."
                 )
-            if self.run_step // every > previous // every:
+            if self.run_step // every > previous // every or self.run_step >= steps:
                 self.save()
             else:
                 self.logs.flush()
-        self.save()
         for d in self.run_dirs:
             atomic_write_json(d / DONE_NAME, {"steps": self.run_step, "group_seeds": self.seeds, **git_info()})
 
