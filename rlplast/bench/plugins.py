@@ -138,6 +138,7 @@ def measure_plugin_overhead(
     repeats: int = 5,
     updates: bool = False,
     device: str = "cpu",
+    warmup: int = 100,
 ) -> list[dict[str, Any]]:
     """Per-step (and optionally per-update) cost of each method, side by side with the baseline.
 
@@ -163,8 +164,8 @@ def measure_plugin_overhead(
 
         return run
 
-    for step in steppers.values():  # warm up: CBP reaches replacements, Adam its per-element path
-        for _ in range(100):
+    for step in steppers.values():  # warm up: CBP reaches replacements, Adam its per-slice path
+        for _ in range(warmup):
             step()
     meta = {"runs": runs, "device": device, "clock": clock_name}
     rows = [
