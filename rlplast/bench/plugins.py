@@ -106,8 +106,9 @@ def ppo_updater(method: str, runs: int, device: torch.device) -> Callable[[], fl
     def update() -> float:
         with torch.inference_mode():
             for _ in range(agent.rollout_len):
-                agent.act(torch.randn(runs, OBS, generator=gen).to(device))
-                agent.process_step(torch.randn(runs, generator=gen).to(device), never, never)
+                obs = torch.randn(runs, OBS, generator=gen).to(device)
+                agent.act(obs)
+                agent.process_step(torch.randn(runs, generator=gen).to(device), never, never, obs)
             agent.compute_returns(torch.randn(runs, OBS, generator=gen).to(device))
         _sync(device)
         start = clock()

@@ -1,4 +1,4 @@
-"""Adam whose step count becomes per element once a plug-in resets part of a tensor.
+"""Adam whose bias correction restarts per unit (row or column) when a plug-in resets it.
 
 Why our own Adam: ``torch.optim.Adam`` keeps one ``step`` per parameter tensor. When CBP or ReDo
 reinitialises a unit and zeroes the moments of its weights, those weights restart their moment

@@ -98,7 +98,7 @@ def train(agent: PPO, env: RandomEnv, updates: int) -> None:
             for _ in range(agent.rollout_len):
                 agent.act(obs)
                 obs = env.draw(3)
-                agent.process_step(env.draw().view(n), never, never)
+                agent.process_step(env.draw().view(n), never, never, obs)
             agent.compute_returns(obs)
         agent.update()
 
