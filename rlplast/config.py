@@ -18,7 +18,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
@@ -65,6 +65,9 @@ class Config(BaseModel):
     plugins: list[PluginConfig] = Field(default_factory=list)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    implementation: Literal["rlplast", "sb3"] = Field(
+        "rlplast", description="who trains: rlplast's PPO, or stable-baselines3's PPO (rlplast.sb3) as a reference"
+    )
 
     @model_validator(mode="after")
     def _check_rollout(self) -> Config:
@@ -76,8 +79,12 @@ class Config(BaseModel):
         return self
 
     def training_dict(self) -> dict[str, Any]:
-        """What determines the training (hashed into checkpoints): all but names and ``run``."""
-        return self.model_dump(mode="json", exclude={"task", "method", "run"})
+        """What determines the training (hashed into checkpoints): all but names and ``run``.
+
+        ``implementation`` is left out at its default, so that checkpoints written before the
+        field existed still resume."""
+        exclude = {"task", "method", "run"} | ({"implementation"} if self.implementation == "rlplast" else set())
+        return self.model_dump(mode="json", exclude=exclude)
 
     def to_yaml(self) -> str:
         """The resolved config (every default filled in) as YAML that :func:`validate` reads back."""

@@ -349,7 +349,9 @@ def train_group(
     """Train ``cfg`` for every seed to ``steps`` env steps per run, as one run group.
 
     Writes or resumes ``out_dir/seed<k>/`` for each seed (see the module doc). Seeds already
-    finished to at least ``steps`` are skipped.
+    finished to at least ``steps`` are skipped. A config with ``implementation: sb3`` trains
+    stable-baselines3's PPO instead, one seed after another, into the same layout
+    (:func:`rlplast.sb3.trainer.train_sb3`; ``backend`` does not apply).
 
     Args:
         cfg: the resolved config.
@@ -364,6 +366,10 @@ def train_group(
         Interrupted: on SIGINT/SIGTERM, after saving a checkpoint.
         rlplast.checkpoint.CheckpointMismatch: a checkpoint in ``out_dir`` has another config.
     """
+    if cfg.implementation == "sb3":  # stable-baselines3's PPO, one model per seed (no run groups)
+        from rlplast.sb3.trainer import train_sb3
+
+        return train_sb3(cfg, seeds, out_dir, steps, device=device, progress=progress)
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")

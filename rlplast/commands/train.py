@@ -17,6 +17,7 @@ BACKENDS = ("auto", "cpu", "gym", "warp")
         "Examples:\n\n"
         "  rlplast train --task slippery_ant --method ppo_tuned --seeds 0-3 --steps 2M --out results/try\n\n"
         "  rlplast train --method ppo --seeds 0,3,5 --steps 300k --set optimizer.lr=3e-4 --set agent.epochs=5\n\n"
+        "  rlplast train --agent sb3 --seeds 0-2 --steps 1M   (stable-baselines3's PPO, same hyperparameters)\n\n"
         "Results go to OUT/<method>/seed<k>/ (config.yaml, metrics.csv, TensorBoard events, done.json). "
         "Rerunning the same command resumes from the last checkpoint; finished seeds are skipped. "
         "Ctrl-C saves a checkpoint after the current update and exits."
@@ -59,6 +60,13 @@ BACKENDS = ("auto", "cpu", "gym", "warp")
     metavar="KEY=VALUE",
     help="Override a config value by its dotted key (repeatable), e.g. --set agent.epochs=5.",
 )
+@click.option(
+    "--agent",
+    type=click.Choice(("rlplast", "sb3")),
+    default=None,
+    help="Who trains: rlplast's PPO, or stable-baselines3's PPO with the same network and hyperparameters "
+    "(one model per seed). [default: the method's implementation, rlplast unless it says sb3]",
+)
 @click.option("--print-config", is_flag=True, help="Print the resolved config and exit without training.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (e.g. for log files).")
 def train(
@@ -70,6 +78,7 @@ def train(
     device: str,
     out: Path | None,
     overrides: tuple[str, ...],
+    agent: str | None,
     print_config: bool,
     no_progress: bool,
 ) -> None:
@@ -84,9 +93,11 @@ def train(
     from rlplast.runner import Interrupted, train_group
 
     try:
-        cfg = load_config(task, method, overrides)
+        cfg = load_config(task, method, [*overrides, *([f"implementation={agent}"] if agent else [])])
     except ConfigError as err:
         raise click.UsageError(str(err)) from None
+    if cfg.implementation == "sb3" and not cfg.method.startswith("sb3"):
+        cfg = cfg.model_copy(update={"method": f"sb3_{cfg.method}"})  # its own results folder: sb3_ppo, ...
     if print_config:
         click.echo(cfg.to_yaml(), nl=False)
         return
