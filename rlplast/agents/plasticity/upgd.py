@@ -13,7 +13,9 @@ moments of g). Weight decay lambda is decoupled. Useful weights (high utility) a
 useless ones get the full gradient step plus noise.
 
 Guard: if every utility of a run is <= 0, then eta <= 0 and ``U_hat / eta`` would flip the
-ranking (or divide by zero); such a run gets no protection, ``U_bar = 0`` (a plain step plus noise).
+ranking (or divide by zero); such a run gets no protection, ``U_bar = 0`` (a plain step plus
+noise). So does a run whose eta is below the smallest normal float (all utilities vanish, as when
+most units are dead): ``1 / eta`` would overflow and turn zero utilities into NaN.
 Departures from the reference code (``mohmdelsayed/upgd``): eta is the max of the bias-corrected
 utilities (the reference takes the raw trace's max) and the step is ``lr`` (the reference uses
 ``2 lr``). The noise of run r comes from run r's own generator on the parameters' device.
@@ -117,9 +119,10 @@ class UPGD(ResettableOptimizer):
             utilities = divide(utilities, [c[0] for c in corrections])
         # else one bias correction for all: U_hat / max U_hat = U / max U, no division needed
         eta = torch.cat([u.flatten(1) for u in utilities], 1).amax(1)  # [R]
-        # keep = 1 - sigmoid(U_hat / eta) = sigmoid(-U_hat / eta); a run with eta <= 0 is not
-        # protected: sigmoid(0 * U_hat + inf) = 1
-        protected = eta > 0
+        # keep = 1 - sigmoid(U_hat / eta) = sigmoid(-U_hat / eta); a run with eta <= 0 (or so
+        # small that 1 / eta overflows, and 0 * inf would give NaN) is not protected:
+        # sigmoid(0 * U_hat + inf) = 1
+        protected = eta > torch.finfo(eta.dtype).tiny
         scale = torch.where(protected, -1 / eta, 0.0)
         offset = torch.where(protected, 0.0, math.inf)
         keeps = []

@@ -70,6 +70,14 @@ def test_non_positive_utilities_get_no_protection():
     torch.testing.assert_close(w, start - 0.1 * w.grad)
 
 
+def test_vanishing_utilities_get_no_protection_and_no_nan():
+    # utilities 1e-40 (below the smallest normal float) and 0: 1 / eta would overflow
+    (w,) = params_with_grads([([[1e-20, 0.0, 2.0]], [[-1e-20, 0.5, 0.0]])])
+    start = w.detach().clone()
+    UPGD([w], [0], lr=0.1, sigma=0.0).step()
+    torch.testing.assert_close(w, start - 0.1 * w.grad)
+
+
 def test_adaupgd_first_step_is_sign_times_protection():
     (w,) = params_with_grads([([[1.0, 2.0]], [[-0.5, -2.0]])])  # utilities 0.5, 4 -> eta 4
     start = w.detach().clone()
