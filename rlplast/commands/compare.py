@@ -57,7 +57,7 @@ def _parallel(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="when the folder holds runs of another config: stop, or write to <name>_2, <name>_3, ...",
 )
 @click.option("--dry-run", is_flag=True, help="show the plan (what trains, resumes, is done) and stop")
-@click.option("--bins", default=100, show_default=True, type=click.IntRange(min=2), help=BINS_HELP)
+@click.option("--bins", type=click.IntRange(min=2), help=BINS_HELP)
 @click.option("--baseline", default=DEFAULT_BASELINE, show_default=True, help="method the others are compared with")
 def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object) -> None:
     """Train several methods x seeds on one task and write plots and report.md.

@@ -101,7 +101,7 @@ def _return_section(summary: Summary) -> list[str]:
         "finished runs only. Mean over runs with a 95% percentile-bootstrap interval [low, high]. "
         f"Final return: the last {FINAL_FRACTION:.0%} of the bins. Peak: the highest bin. "
         "AUC: the area under the binned curve divided by the steps, i.e. the mean return over training. "
-        "IQM: interquartile mean of the final returns (rliable)."
+        "IQM: interquartile mean of the final returns (rliable; with fewer than 4 runs it is the mean)."
         + (
             f" P(final > {method_label(base)}): the probability that a run of the method ends higher than a "
             "run of the baseline (Mann-Whitney U / pairs; 0.5 is no difference)."
@@ -152,7 +152,7 @@ def render_report(summary: Summary) -> str:
 
 
 def build_report(
-    exp_dir: Path, num_bins: int = 100, baseline: str = DEFAULT_BASELINE
+    exp_dir: Path, num_bins: int | None = None, baseline: str = DEFAULT_BASELINE
 ) -> tuple[Summary, list[Path]]:
     """Read ``exp_dir``, draw its figures and write its report.md there.
 

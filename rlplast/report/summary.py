@@ -27,6 +27,7 @@ from rlplast.report.stats import Estimate, curve_ci, iqm_ci, mean_ci, prob_impro
 
 DEFAULT_BASELINE = "ppo"
 FINAL_FRACTION = 0.1
+MIN_BINS, MAX_BINS, EPISODES_PER_BIN = 10, 100, 5
 
 
 @dataclass(frozen=True)
@@ -165,15 +166,25 @@ def _final_curves(runs: Sequence[Run], edges: np.ndarray) -> np.ndarray:
     return binned(done, RETURN_TAG, edges) if done else np.zeros((0, len(edges) - 1))
 
 
-def summarize(results: ExperimentResults, num_bins: int = 100, baseline: str = DEFAULT_BASELINE) -> Summary:
+def auto_bins(results: ExperimentResults) -> int:
+    """Bins for the step grid: about ``EPISODES_PER_BIN`` episodes of a typical run per bin, so a
+    short run's curve is not one noisy episode per point, between ``MIN_BINS`` and ``MAX_BINS``."""
+    counts = [len(run.scalars[RETURN_TAG].steps) for run in results.all_runs() if RETURN_TAG in run.scalars]
+    if not counts:
+        return MAX_BINS
+    return int(np.clip(np.median(counts) // EPISODES_PER_BIN, MIN_BINS, MAX_BINS))
+
+
+def summarize(results: ExperimentResults, num_bins: int | None = None, baseline: str = DEFAULT_BASELINE) -> Summary:
     """Compute the curves, scores and comparisons of an experiment.
 
     Args:
         results: from :func:`aggregate.load_results`.
-        num_bins: points on the common step grid (each run's values are averaged per bin).
+        num_bins: points on the common step grid (each run's values are averaged per bin);
+            None: :func:`auto_bins`.
         baseline: the method others are compared with by probability of improvement.
     """
-    edges = step_edges(results.total_steps, num_bins)
+    edges = step_edges(results.total_steps, num_bins or auto_bins(results))
     panels = {spec.key: _panel(results, spec, edges) for spec in (RETURN_PANEL, *PLASTICITY_PANELS)}
     base = baseline if baseline in results.methods else None
     base_final = run_scores(_final_curves(results.runs[base], edges), FINAL_FRACTION).final if base else None

@@ -11,7 +11,7 @@ from rlplast.report.aggregate import load_results
 from rlplast.report.plots import FIGURES
 from rlplast.report.report import REPORT_FILE, build_report, fmt_estimate, fmt_number
 from rlplast.report.stats import Estimate
-from rlplast.report.summary import summarize
+from rlplast.report.summary import auto_bins, summarize
 from rlplast.report.synthetic import write_synthetic_experiment
 
 R = "charts/episodic_return"
@@ -121,3 +121,11 @@ def test_fmt_estimate():
     assert fmt_estimate(Estimate(2.0, math.nan, math.nan, 1)) == "2"
     assert fmt_estimate(Estimate(math.nan, math.nan, math.nan, 0)) == "n/a"
     assert fmt_estimate(None) == "n/a"
+
+
+@pytest.mark.parametrize(("episodes", "bins"), [(30, 10), (200, 40), (203, 40), (5000, 100)])
+def test_auto_bins_aims_at_five_episodes_per_bin(tmp_path, make_run, episodes, bins):
+    for seed, count in enumerate((episodes, episodes, 3 * episodes)):  # the median run decides
+        make_run(tmp_path / "e" / "ppo" / f"seed{seed}", [(s, R, 1.0) for s in range(1, count + 1)])
+    assert auto_bins(load_results(tmp_path / "e")) == bins
+    assert len(summarize(load_results(tmp_path / "e")).edges) == bins + 1
