@@ -456,6 +456,8 @@ def run_plan(plan: ExperimentPlan, progress: Any = None, train_fn: TrainFn | Non
     Returns:
         One line per failed group, ``"<method>: <error>"``; empty when all finished.
     """
+    from rlplast.runner import Interrupted
+
     if train_fn is None:
         from rlplast.runner import train_group as train_fn
     write_experiment_file(plan)
@@ -472,10 +474,10 @@ def run_plan(plan: ExperimentPlan, progress: Any = None, train_fn: TrainFn | Non
         shown = _GroupProgress(progress, overall, i) if overall is not None else progress
         try:
             train_fn(**_group_kwargs(plan, group), progress=shown)
-        except Exception as err:
-            if type(err).__name__ == "Interrupted":  # Ctrl-C: the runner saved; stop everything
-                raise
-            failures.append(f"{group.method}: {type(err).__name__}: {err}")  # the other methods go on
+        except Interrupted:  # Ctrl-C: the runner saved a checkpoint; stop the whole experiment
+            raise
+        except Exception as err:  # one method failing (e.g. diverging) does not stop the others
+            failures.append(f"{group.method}: {type(err).__name__}: {err}")
     return failures
 
 

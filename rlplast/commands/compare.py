@@ -96,12 +96,12 @@ def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object
     if dry_run:
         return
 
+    from rlplast.runner import Interrupted
+
     try:
         with make_progress(console) as progress:
             failures = run_plan(plan, progress)
-    except Exception as err:
-        if type(err).__name__ != "Interrupted":
-            raise
+    except Interrupted as err:  # Ctrl-C: the runner saved a checkpoint
         console.print(f"[yellow]{err}")
         sys.exit(130)
     report(plan.exp_dir, bins, baseline, console)
