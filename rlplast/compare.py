@@ -424,12 +424,14 @@ def _apply_message(progress: Any, task_ids: dict[tuple[int, int], Any], message:
         getattr(progress, name)(task_ids[worker, args[0]], *args[1:], **kwargs)
 
 
-def _train_worker(train_fn: TrainFn, kwargs: dict, queue: Any, worker: int) -> None:
-    """One run group in a worker process, reporting progress over ``queue``."""
+def train_worker(train_fn: TrainFn, kwargs: dict, queue: Any, worker: int) -> None:
+    """One run group in a worker process (a local one, or a Ray task), reporting progress over
+    ``queue`` (anything with ``put``; None: silent)."""
     train_fn(**kwargs, progress=_QueueProgress(queue, worker) if queue is not None else None)
 
 
-def _group_kwargs(plan: ExperimentPlan, group: GroupPlan) -> dict:
+def group_kwargs(plan: ExperimentPlan, group: GroupPlan) -> dict:
+    """The trainer's keyword arguments for one run group (all but ``progress``)."""
     exp = plan.experiment
     return {
         "cfg": group.config,
@@ -439,6 +441,24 @@ def _group_kwargs(plan: ExperimentPlan, group: GroupPlan) -> dict:
         "backend": exp.backend,
         "device": exp.resolved_device(),
     }
+
+
+def overall_progress(plan: ExperimentPlan, todo: list[GroupPlan], progress: Any) -> _Overall | None:
+    """The display's line of all methods together (None without a display or groups to train)."""
+    if progress is None or not todo:
+        return None
+    return _Overall(progress, f"{plan.exp_dir.name} (all methods)", plan.experiment.steps * len(todo))
+
+
+def replay(progress: Any, task_ids: dict[tuple[int, int], Any], overall: _Overall | None, message: tuple) -> None:
+    """Show a worker's display call (from :class:`_QueueProgress`) on ``progress`` and the overall
+    line. A worker that starts again (a retried task) replaces its earlier lines."""
+    worker, name, args, kwargs = message
+    if name == "add_task" and (worker, args[0]) in task_ids:
+        progress.remove_task(task_ids.pop((worker, args[0])))
+    _apply_message(progress, task_ids, message)
+    if overall is not None and name == "update" and "completed" in kwargs:
+        overall.set(worker, kwargs["completed"])
 
 
 def run_plan(plan: ExperimentPlan, progress: Any = None, train_fn: TrainFn | None = None) -> list[str]:
@@ -463,17 +483,14 @@ def run_plan(plan: ExperimentPlan, progress: Any = None, train_fn: TrainFn | Non
     write_experiment_file(plan)
     todo = [g for g in plan.groups if g.pending]
     workers = parallel_groups(plan.experiment, len(todo))
-    overall = None
-    if progress is not None and todo:
-        total = plan.experiment.steps * len(todo)
-        overall = _Overall(progress, f"{plan.exp_dir.name} (all methods)", total)
+    overall = overall_progress(plan, todo, progress)
     if workers > 1:
         return _run_parallel(plan, todo, workers, progress, overall, train_fn)
     failures: list[str] = []
     for i, group in enumerate(todo):
         shown = _GroupProgress(progress, overall, i) if overall is not None else progress
         try:
-            train_fn(**_group_kwargs(plan, group), progress=shown)
+            train_fn(**group_kwargs(plan, group), progress=shown)
         except Interrupted:  # Ctrl-C: the runner saved a checkpoint; stop the whole experiment
             raise
         except Exception as err:  # one method failing (e.g. diverging) does not stop the others
@@ -503,16 +520,11 @@ def _run_parallel(
     manager.start(signal.signal, (signal.SIGINT, signal.SIG_IGN))
     with manager, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         queue = manager.Queue() if progress is not None else None
-        futures = {
-            pool.submit(_train_worker, train_fn, _group_kwargs(plan, g), queue, i): g for i, g in enumerate(todo)
-        }
+        futures = {pool.submit(train_worker, train_fn, group_kwargs(plan, g), queue, i): g for i, g in enumerate(todo)}
         task_ids: dict[tuple[int, int], Any] = {}
 
         def apply(message: tuple) -> None:
-            _apply_message(progress, task_ids, message)
-            worker, name, _, kwargs = message
-            if overall is not None and name == "update" and "completed" in kwargs:
-                overall.set(worker, kwargs["completed"])
+            replay(progress, task_ids, overall, message)
 
         running = set(futures)
         while running:
