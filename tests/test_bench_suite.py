@@ -1,0 +1,149 @@
+"""``rlplast bench``: how the suite composes the measurements into figures, ratios and goals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from rlplast.bench import suite
+from rlplast.bench.suite import Figure, SuiteSettings, run_suite, to_markdown, write_outputs
+from rlplast.cli import main
+
+
+def sim_rows(**_):
+    info = {"num_envs": 4, "steps": 10, "threads": 2, "envs_per_run": 1, "repeats": 3}
+    rows = [
+        ("raw_mj_step", "env-steps/s", 1000.0, 900.0, 1100.0),
+        ("cpu_vecenv", "env-steps/s", 900.0, 850.0, 950.0),
+        ("gym_wrapper", "env-steps/s", 400.0, 350.0, 450.0),
+        ("cpu_vecenv/raw_mj_step", "ratio", 0.9, 0.85, 0.95),
+        ("cpu_vecenv/raw_mj_step (cpu time)", "ratio", 0.92, 0.9, 0.94),
+    ]
+    return [{"name": n, "unit": u, "median": m, "min": lo, "max": hi, **info} for n, u, m, lo, hi in rows]
+
+
+def ppo_speed(task, method, steps, repeats, threads, group, overrides):
+    ours = [1024.0, 2048.0, 1000.0] if group == 1 else [4000.0, 4100.0, 3900.0]
+    theirs = [800.0, 1000.0, 1000.0]
+    return {
+        "steps": steps,
+        "threads": 2,
+        "rlplast_sps": ours,
+        "sb3_sps": theirs,
+        "ratio": [a / b for a, b in zip(ours, theirs, strict=True)],
+        "cpu_ratio": [1.0, 1.1, 1.2],
+    }
+
+
+SECONDS = {"ppo_tuned": [1.0, 2.0, 1.0, 1.0], "ppo_cbp": [1.1, 2.4, 1.3, 1.2], "ppo_upgd": [9.0, 2.0, 1.0, 1.0]}
+
+
+def fake_updater(name, runs, device):
+    times = iter(SECONDS[name])  # the first call is the warm-up
+    return lambda: next(times)
+
+
+def metrics_overhead(num_runs, repeats, cpu_time):
+    return [{"overhead_pct": 3.0, "metrics_ms_per_1000": 9.0}]
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    monkeypatch.setattr(suite, "bench_simulation", sim_rows)
+    monkeypatch.setattr(suite, "measure_ppo_speed", ppo_speed)
+    monkeypatch.setattr(suite, "ppo_updater", fake_updater)
+    monkeypatch.setattr(suite, "measure_metrics_overhead", metrics_overhead)
+    monkeypatch.setattr(suite, "warp_available", lambda: False)
+
+
+def test_ratios_are_paired_within_repeats_then_summarised(fakes):
+    result = run_suite(SuiteSettings(repeats=3))
+    fig = result.figure
+    # PPO: per-repeat ratios 1.28, 2.048, 1.0 -> median 1.28 (the ratio of medians would be 1.024)
+    ppo = fig("rlplast / SB3, R = 1")
+    assert (ppo.median, ppo.min, ppo.max, ppo.n) == pytest.approx((1.28, 1.0, 2.048, 3))
+    assert fig("rlplast PPO, R = 1").median == 1024.0
+    # plug-ins (after one warm-up call): ratios 2.4/2, 1.3/1, 1.2/1 -> median 1.2, min 1.2, max 1.3
+    cbp = fig("ppo_cbp / ppo_tuned (update)")
+    assert (cbp.median, cbp.min, cbp.max) == pytest.approx((1.2, 1.2, 1.3))
+    assert fig("ppo_cbp update").median == pytest.approx(1300.0) and fig("ppo_cbp update").unit == "ms"
+    # end to end: an iteration of 2048 steps at the median 1024 SPS takes 2 s; CBP adds 0.4, 0.3,
+    # 0.2 s in the three repeats: 20, 15, 10 %
+    share = fig("ppo_cbp: added to an end-to-end iteration")
+    assert (share.median, share.min, share.max) == pytest.approx((15.0, 10.0, 20.0))
+    assert fig("ppo_upgd / ppo_tuned (update)").median == pytest.approx(1.0)
+    assert fig("cpu backend / raw mj_step").median == 0.9
+    assert fig("metrics / PPO network work").median == 3.0
+    warp = fig("warp backend")
+    assert warp.n == 0 and warp.median is None and "not measured" in warp.note
+
+
+def test_goals_are_judged_on_the_medians(fakes):
+    goals = {g.name: g for g in run_suite(SuiteSettings(repeats=3)).goals}
+    assert goals["cpu backend >= 0.85 x raw mj_step"].met is True
+    assert goals["rlplast PPO >= 1.5 x SB3 PPO, one run"].met is False  # median 1.28
+    group = goals["rlplast PPO >= 1.5 x SB3 PPO, run group"]
+    assert group.met is True and group.median == pytest.approx(4.1)  # 4000 / 800, 4100 / 1000, 3900 / 1000
+    only_sim = run_suite(SuiteSettings(repeats=3, sections=("simulation",))).goals
+    assert [g.met for g in only_sim] == [True, None]
+
+
+def test_a_failing_section_is_reported_and_the_others_still_run(fakes, monkeypatch):
+    def broken(**_):
+        raise RuntimeError("no simulator")
+
+    monkeypatch.setattr(suite, "bench_simulation", broken)
+    result = run_suite(SuiteSettings(repeats=3, sections=("simulation", "metrics")))
+    assert result.figures[0].note == "failed: RuntimeError: no simulator"
+    assert result.figure("metrics / PPO network work").n == 3
+    assert result.goals[0].met is None
+
+
+def test_markdown_and_json_outputs(fakes, tmp_path):
+    result = run_suite(SuiteSettings(repeats=3, sections=("simulation", "warp")), command="rlplast bench --quick")
+    text = to_markdown(result)
+    assert "`rlplast bench --quick`" in text
+    assert "| simulation | raw mj_step | env-steps/s | 1,000 | 900 | 1,100 | 3 |" in text
+    assert "| simulation | cpu backend / raw mj_step | ratio | 0.900 | 0.850 | 0.950 | 3 |" in text
+    assert "| warp | warp backend |  | - | - | - | 0 | not measured" in text
+    assert "| cpu backend >= 0.85 x raw mj_step | 0.900 | yes |" in text
+    paths = write_outputs(result, tmp_path / "out" / "bench.json")
+    assert [p.name for p in paths] == ["bench.json", "bench.md"]
+    data = json.loads(paths[0].read_text())
+    assert data["figures"][0]["name"] == "raw mj_step" and data["machine"]["cores_available"] >= 1
+    assert paths[1].read_text() == text
+
+
+def test_figure_needs_values():
+    with pytest.raises(ValueError, match="has no values"):
+        Figure.of("x", "empty", "ms", [])
+    with pytest.raises(ValueError, match="paired repeats"):
+        suite.ratios([1.0], [1.0, 2.0])
+
+
+def test_cli_options(fakes, tmp_path):
+    runner = CliRunner()
+    bad = runner.invoke(main, ["bench", "--only", "simulation,gpu"])
+    assert bad.exit_code == 2 and "unknown sections ['gpu']" in bad.output
+    args = ["bench", "--quick", "--only", "metrics", "--repeats", "2", "--out", str(tmp_path / "b")]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "| metrics | metrics / PPO network work | % | 3.0 | 3.0 | 3.0 | 2 |" in result.output
+    saved = json.loads((tmp_path / "b.json").read_text())
+    assert saved["settings"]["preset"] == "quick" and saved["settings"]["sections"] == ["metrics"]
+
+
+def test_real_simulation_section_feeds_the_backend_goal():
+    result = run_suite(SuiteSettings(repeats=1, sections=("simulation",), sim_envs=2, sim_steps=3, threads=1))
+    names = [f.name for f in result.figures]
+    assert names[:3] == ["raw mj_step", "cpu backend", "Gymnasium wrapper"]
+    assert result.goals[0].median == result.figure("cpu backend / raw mj_step").median > 0
+
+
+@pytest.mark.slow
+def test_real_ppo_section_at_tiny_sizes():
+    tiny = ("agent.steps_per_update=64", "agent.minibatches=4", "agent.epochs=1")
+    result = run_suite(SuiteSettings(repeats=1, sections=("ppo",), ppo_steps=64, group=2, ppo_overrides=tiny))
+    assert [g.median is not None for g in result.goals] == [False, True, True]
