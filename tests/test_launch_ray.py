@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 from rich.console import Console
 from rich.progress import Progress
 
 from rlplast import runner
 from rlplast.agents.ppo import PPO
+from rlplast.cli import main
 from rlplast.compare import ExperimentConfig, plan_experiment
 from rlplast.launchers import launch
 from rlplast.launchers.ray_cluster import RayOptions, ResultsNotShared, group_resources, import_ray, train_task
@@ -67,7 +69,7 @@ def test_resources_follow_the_device_and_the_options(tmp_path):
     gpu = _plan(tmp_path, device="cuda")
     assert group_resources(gpu, gpu.groups[0], RayOptions()) == {"num_cpus": 1.0, "num_gpus": 1.0}
     assert group_resources(gpu, gpu.groups[0], RayOptions(gpus_per_group=0.25))["num_gpus"] == 0.25
-    with pytest.raises(ValueError, match="trains on cuda"):
+    with pytest.raises(ValueError, match=r"trains on cuda: .* need gpus_per_group \(--gpus-per-group\) > 0"):
         group_resources(gpu, gpu.groups[0], RayOptions(gpus_per_group=0))
     with pytest.raises(ValueError, match="trains on the CPU"):
         group_resources(cpu, group, RayOptions(gpus_per_group=0.5))
@@ -94,6 +96,33 @@ def test_bad_launcher_arguments_are_named(tmp_path):
         launch(plan, launcher="slurm")
     with pytest.raises(ValueError, match=r"unknown ray launcher options \['gpus'\]; allowed: address"):
         launch(plan, launcher="ray", gpus=1)
+
+
+CLI = ["compare", "--task", "slippery_ant", "--methods", "ppo,ppo_l2", "--seeds", "0-1", "--steps", "4k"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--address", "auto"], "address apply only to the ray launcher"),
+        (["--launcher", "ray", "--gpus-per-group", "0.5"], "is 0.5, but the experiment trains on the CPU"),
+        (["--launcher", "ray", "--cpus-per-group", "0"], "0.0 is not in the range x>0"),
+        (["--launcher", "slurm"], "'slurm' is not one of 'local', 'ray'"),
+    ],
+)
+def test_cli_bad_launcher_options_are_named(tmp_path, monkeypatch, args, message):
+    monkeypatch.setattr(runner, "train_group", never_called)
+    result = CliRunner().invoke(main, [*CLI, "--results-dir", str(tmp_path), *args])
+    assert result.exit_code != 0
+    assert message in result.output
+
+
+def test_cli_without_ray_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setattr(runner, "train_group", never_called)
+    result = CliRunner().invoke(main, [*CLI, "--results-dir", str(tmp_path), "--launcher", "ray"])
+    assert result.exit_code == 1
+    assert "pip install 'rlplast[ray]'" in result.output
 
 
 def test_a_task_that_cannot_see_the_results_folder_says_so(tmp_path):
@@ -148,15 +177,21 @@ def train_stopped_once(log_dir: str, stops: dict[str, str], **kwargs) -> None:
         PPO.update = original
 
 
-def fail_ppo(log_dir: str, **kwargs) -> None:
-    """Fails the ``ppo`` group, logging each attempt; finishes the others instantly."""
+def write_runs(**kwargs) -> None:
+    """Finishes a run group at once: synthetic results in the on-disk format."""
     cfg, out_dir, steps = kwargs["cfg"], Path(kwargs["out_dir"]), kwargs["steps"]
-    if cfg.method == "ppo":
+    for seed in kwargs["seeds"]:
+        run = write_synthetic_run(out_dir / f"seed{seed}", cfg.method, seed, steps, friction_every=steps // 2)
+        (run / "config.yaml").write_text(cfg.to_yaml())
+
+
+def fail_ppo(log_dir: str, **kwargs) -> None:
+    """Fails the ``ppo`` group, logging each attempt; finishes the others at once."""
+    if kwargs["cfg"].method == "ppo":
         with open(Path(log_dir) / "ppo.attempts", "a") as f:
             f.write("attempt\n")
         raise RuntimeError("diverged")
-    for seed in kwargs["seeds"]:
-        write_synthetic_run(out_dir / f"seed{seed}", cfg.method, seed, steps)
+    write_runs(**kwargs)
 
 
 def never_called(**kwargs) -> None:
@@ -211,3 +246,13 @@ def test_a_failing_group_is_reported_and_the_others_finish(tmp_path, ray_cluster
     assert (tmp_path / "ppo.attempts").read_text() == "attempt\n"  # an error of the run is not retried
     assert runner.finished_steps(tmp_path / "t" / "ppo_tuned", 1) == STEPS
     assert runner.finished_steps(tmp_path / "t" / "ppo", 0) is None
+
+
+def test_cli_compare_on_ray_writes_results_and_report(tmp_path, monkeypatch, ray_cluster):
+    monkeypatch.setattr(runner, "train_group", write_runs)
+    args = [*CLI, "--results-dir", str(tmp_path), "--launcher", "ray", "--cpus-per-group", "1", "--max-retries", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    for method in ("ppo", "ppo_l2"):
+        assert runner.finished_steps(tmp_path / "slippery_ant" / method, 1) == 4000
+    assert "P(final > PPO)" in (tmp_path / "slippery_ant" / "report.md").read_text()

@@ -59,19 +59,37 @@ def _parallel(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--dry-run", is_flag=True, help="show the plan (what trains, resumes, is done) and stop")
 @click.option("--bins", type=click.IntRange(min=2), help=BINS_HELP)
 @click.option("--baseline", default=DEFAULT_BASELINE, show_default=True, help="method the others are compared with")
+@click.option(
+    "--launcher",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="who trains the run groups: this machine, or one Ray task per group on a Ray cluster",
+)
+@click.option("--address", help="[ray] cluster: auto, or HOST:PORT of its head (default: RAY_ADDRESS, else a new one)")
+@click.option("--cpus-per-group", type=click.FloatRange(min=0, min_open=True), help="[ray] CPUs per run group")
+@click.option("--gpus-per-group", type=click.FloatRange(min=0), help="[ray] GPUs per run group, e.g. 0.25 or 1")
+@click.option("--max-retries", type=click.IntRange(min=0), help="[ray] reruns of a lost or preempted task (3)")
 def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object) -> None:
     """Train several methods x seeds on one task and write plots and report.md.
 
     Give an EXPERIMENT_FILE (configs/experiments/*.yaml), flags (--task --methods --seeds
     --steps), or both (flags replace the file's values). Each method trains as one run group of
     all its seeds; rerunning skips finished runs and resumes interrupted ones.
+
+    With --launcher ray, each run group is one task on the Ray cluster at --address; Ray retries
+    tasks that are lost or preempted, and they resume from their checkpoints. --results-dir must
+    then be on a filesystem that every node of the cluster mounts at the same path.
     """
-    from rlplast.compare import describe_plan, load_experiment, plan_experiment, run_plan
+    from rlplast.compare import describe_plan, load_experiment, plan_experiment
     from rlplast.progress import make_progress
 
     console = Console()
     results_dir, on_conflict, dry_run = flags.pop("results_dir"), flags.pop("on_conflict"), flags.pop("dry_run")
     bins, baseline = flags.pop("bins"), flags.pop("baseline")
+    launcher = flags.pop("launcher")
+    ray_keys = ("address", "cpus_per_group", "gpus_per_group", "max_retries")
+    launch_options = {k: v for k in ray_keys if (v := flags.pop(k)) is not None}
     if experiment_file is None and flags["name"] is None:
         flags["name"] = flags["task"]
     flags["overrides"] = _overrides(sets)
@@ -96,14 +114,17 @@ def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object
     if dry_run:
         return
 
+    from rlplast.launchers import launch
     from rlplast.runner import Interrupted
 
     try:
         with make_progress(console) as progress:
-            failures = run_plan(plan, progress)
+            failures = launch(plan, progress, launcher, **launch_options)
     except Interrupted as err:  # Ctrl-C: the runner saved a checkpoint
         console.print(f"[yellow]{err}")
         sys.exit(130)
+    except (ImportError, ValueError) as err:  # no Ray, or launcher options that do not fit
+        raise click.ClickException(str(err)) from None
     report(plan.exp_dir, bins, baseline, console)
     if failures:
         raise click.ClickException("some methods failed (rerun to resume them):\n  " + "\n  ".join(failures))

@@ -93,9 +93,9 @@ def group_resources(plan: ExperimentPlan, group: GroupPlan, options: RayOptions)
     on_gpu = plan.experiment.resolved_device().startswith("cuda")
     gpus = options.gpus_per_group if options.gpus_per_group is not None else float(on_gpu)
     if on_gpu and gpus == 0:
-        raise ValueError("the experiment trains on cuda: its run groups need gpus_per_group > 0")
+        raise ValueError("the experiment trains on cuda: its run groups need gpus_per_group (--gpus-per-group) > 0")
     if not on_gpu and gpus > 0:
-        raise ValueError(f"gpus_per_group is {gpus}, but the experiment trains on the CPU (device cpu)")
+        raise ValueError(f"gpus_per_group (--gpus-per-group) is {gpus}, but the experiment trains on the CPU")
     cpus = options.cpus_per_group or group.config.run.torch_threads or 1
     return {"num_cpus": float(cpus), "num_gpus": float(gpus)}
 
@@ -149,19 +149,20 @@ def run_plan_ray(
         finished.
 
     Raises:
+        ValueError: resources that do not fit the experiment's device (before Ray is started).
         ImportError: Ray is not installed (the message says how to install it).
         rlplast.runner.Interrupted: Ctrl-C; the running tasks were asked to save and stop.
     """
+    options = options or RayOptions()
+    todo = [g for g in plan.groups if g.pending]
+    resources = [group_resources(plan, g, options) for g in todo]  # bad settings fail before Ray starts
     ray = import_ray()
     from ray.util.queue import Empty, Queue
 
     from rlplast.runner import Interrupted
 
-    options = options or RayOptions()
     if train_fn is None:
         from rlplast.runner import train_group as train_fn
-    todo = [g for g in plan.groups if g.pending]
-    resources = [group_resources(plan, g, options) for g in todo]  # bad settings fail before Ray starts
     plan = dataclasses.replace(plan, exp_dir=plan.exp_dir.resolve())  # the same path on every node
     write_experiment_file(plan)
     if not todo:
