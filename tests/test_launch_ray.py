@@ -22,7 +22,7 @@ from rlplast import runner
 from rlplast.agents.ppo import PPO
 from rlplast.cli import main
 from rlplast.compare import ExperimentConfig, plan_experiment
-from rlplast.launchers import launch
+from rlplast.launchers import launch, ray_cluster
 from rlplast.launchers.ray_cluster import RayOptions, ResultsNotShared, group_resources, import_ray, train_task
 from rlplast.report.synthetic import write_synthetic_run
 
@@ -125,6 +125,21 @@ def test_cli_without_ray_says_how_to_install_it(tmp_path, monkeypatch):
     assert "pip install 'rlplast[ray]'" in result.output
 
 
+def test_an_unreachable_cluster_says_how_to_start_one(tmp_path, monkeypatch):
+    class NoCluster:
+        """Stands in for the ray module where no cluster runs."""
+
+        def is_initialized(self) -> bool:
+            return False
+
+        def init(self, address: str | None = None) -> None:
+            raise ConnectionError("Could not find any running Ray instance.")
+
+    monkeypatch.setattr(ray_cluster, "import_ray", NoCluster)
+    with pytest.raises(ConnectionError, match=r"no Ray cluster at auto \(Could not find .*\)\. Start one with `ray"):
+        launch(_plan(tmp_path), launcher="ray", address="auto")
+
+
 def test_a_task_that_cannot_see_the_results_folder_says_so(tmp_path):
     kwargs = {"out_dir": tmp_path / "elsewhere" / "t" / "ppo"}  # no experiment.yaml above it
     with pytest.raises(ResultsNotShared, match="filesystem that every Ray node mounts"):
@@ -135,7 +150,7 @@ def test_a_task_that_cannot_see_the_results_folder_says_so(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
+def local_ray():
     """A Ray instance of 2 CPUs for this module; this module's functions travel to its workers by
     value (the workers cannot import the tests folder)."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'rlplast[ray]')")
@@ -204,7 +219,7 @@ def _rows(path: Path) -> list[tuple[str, str, str]]:
         return [(r["step"], r["tag"], r["value"]) for r in csv.DictReader(f) if r["tag"] != "charts/sps"]
 
 
-def test_ray_run_survives_a_killed_worker_and_matches_the_local_launcher(tmp_path, ray_cluster):
+def test_ray_run_survives_a_killed_worker_and_matches_the_local_launcher(tmp_path, local_ray):
     assert launch(_plan(tmp_path / "local"), launcher="local") == []
 
     logs = tmp_path / "logs"
@@ -240,7 +255,7 @@ def test_ray_run_survives_a_killed_worker_and_matches_the_local_launcher(tmp_pat
     assert launch(again, launcher="ray", train_fn=never_called) == []
 
 
-def test_a_failing_group_is_reported_and_the_others_finish(tmp_path, ray_cluster):
+def test_a_failing_group_is_reported_and_the_others_finish(tmp_path, local_ray):
     failures = launch(_plan(tmp_path), launcher="ray", train_fn=partial(fail_ppo, str(tmp_path)))
     assert failures == ["ppo: RuntimeError: diverged"]
     assert (tmp_path / "ppo.attempts").read_text() == "attempt\n"  # an error of the run is not retried
@@ -248,7 +263,7 @@ def test_a_failing_group_is_reported_and_the_others_finish(tmp_path, ray_cluster
     assert runner.finished_steps(tmp_path / "t" / "ppo", 0) is None
 
 
-def test_cli_compare_on_ray_writes_results_and_report(tmp_path, monkeypatch, ray_cluster):
+def test_cli_compare_on_ray_writes_results_and_report(tmp_path, monkeypatch, local_ray):
     monkeypatch.setattr(runner, "train_group", write_runs)
     args = [*CLI, "--results-dir", str(tmp_path), "--launcher", "ray", "--cpus-per-group", "1", "--max-retries", "1"]
     result = CliRunner().invoke(main, args)

@@ -123,7 +123,7 @@ def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object
     except Interrupted as err:  # Ctrl-C: the runner saved a checkpoint
         console.print(f"[yellow]{err}")
         sys.exit(130)
-    except (ImportError, ValueError) as err:  # no Ray, or launcher options that do not fit
+    except (ImportError, ValueError, ConnectionError) as err:  # no Ray or cluster, or options that do not fit
         raise click.ClickException(str(err)) from None
     report(plan.exp_dir, bins, baseline, console)
     if failures:

@@ -122,7 +122,14 @@ def _connect(ray: Any, address: str | None) -> bool:
     """Join (or start) a Ray cluster unless the caller already did; True if this call did."""
     if ray.is_initialized():
         return False
-    ray.init(address=address)
+    try:
+        ray.init(address=address)
+    except ConnectionError as err:
+        raise ConnectionError(
+            f"no Ray cluster at {address or 'RAY_ADDRESS'} ({err}). Start one with `ray start --head` (and "
+            "`ray start --address HEAD:6379` on the other nodes), or leave out --address to start Ray on this "
+            "machine only."
+        ) from None
     return True
 
 
@@ -151,14 +158,13 @@ def run_plan_ray(
     Raises:
         ValueError: resources that do not fit the experiment's device (before Ray is started).
         ImportError: Ray is not installed (the message says how to install it).
+        ConnectionError: no Ray cluster at ``options.address``.
         rlplast.runner.Interrupted: Ctrl-C; the running tasks were asked to save and stop.
     """
     options = options or RayOptions()
     todo = [g for g in plan.groups if g.pending]
     resources = [group_resources(plan, g, options) for g in todo]  # bad settings fail before Ray starts
     ray = import_ray()
-    from ray.util.queue import Empty, Queue
-
     from rlplast.runner import Interrupted
 
     if train_fn is None:
@@ -167,8 +173,10 @@ def run_plan_ray(
     write_experiment_file(plan)
     if not todo:
         return []
-    started = _connect(ray, options.address)
+    started, queue = _connect(ray, options.address), None
     try:
+        from ray.util.queue import Empty, Queue
+
         # The queue's actor reserves no CPU, so it never takes a slot a run group could use.
         queue = Queue(actor_options={"num_cpus": 0}) if progress is not None else None
         remote = ray.remote(train_task)
@@ -191,6 +199,8 @@ def run_plan_ray(
                 "stopped; the run groups saved checkpoints where they could. Run the same command again to resume."
             ) from None
     finally:
+        if queue is not None:
+            queue.shutdown()
         if started:
             ray.shutdown()
 
