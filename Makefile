@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU build of torch first, so that nothing pulls a CUDA build in.
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev,gpu]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,gpu,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)
