@@ -82,12 +82,22 @@ def test_ratios_are_paired_within_repeats_then_summarised(fakes):
 
 def test_goals_are_judged_on_the_medians(fakes):
     goals = {g.name: g for g in run_suite(SuiteSettings(repeats=3)).goals}
-    assert goals["cpu backend >= 0.85 x raw mj_step"].met is True
-    assert goals["rlplast PPO >= 1.5 x SB3 PPO, one run"].met is False  # median 1.28
+    backend = goals["cpu backend >= 0.85 x raw mj_step"]
+    assert (backend.met, backend.verdict) == (True, "yes")  # min 0.85
+    one = goals["rlplast PPO >= 1.5 x SB3 PPO, one run"]
+    assert (one.met, one.verdict) == (False, "unclear")  # 1.28 [1.0, 2.048]: repeats on both sides of 1.5
     group = goals["rlplast PPO >= 1.5 x SB3 PPO, run group"]
     assert group.met is True and group.median == pytest.approx(4.1)  # 4000 / 800, 4100 / 1000, 3900 / 1000
     only_sim = run_suite(SuiteSettings(repeats=3, sections=("simulation",))).goals
-    assert [g.met for g in only_sim] == [True, None]
+    assert [(g.met, g.verdict) for g in only_sim] == [(True, "yes"), (None, "not measured")]
+
+
+@pytest.mark.parametrize(
+    ("low", "median", "high", "expected"),
+    [(1.5, 1.6, 2.0, (True, "yes")), (1.0, 1.2, 1.49, (False, "no")), (1.4, 1.5, 1.6, (True, "unclear"))],
+)
+def test_judge_looks_at_the_spread(low, median, high, expected):
+    assert suite.judge(Figure("ppo", "r", "ratio", median, low, high, 3), 1.5) == expected
 
 
 def test_a_failing_section_is_reported_and_the_others_still_run(fakes, monkeypatch):
@@ -108,7 +118,7 @@ def test_markdown_and_json_outputs(fakes, tmp_path):
     assert "| simulation | raw mj_step | env-steps/s | 1,000 | 900 | 1,100 | 3 |" in text
     assert "| simulation | cpu backend / raw mj_step | ratio | 0.900 | 0.850 | 0.950 | 3 |" in text
     assert "| warp | warp backend |  | - | - | - | 0 | not measured" in text
-    assert "| cpu backend >= 0.85 x raw mj_step | 0.900 | yes |" in text
+    assert "| cpu backend >= 0.85 x raw mj_step | 0.900 | 0.850 | 0.950 | yes |" in text
     paths = write_outputs(result, tmp_path / "out" / "bench.json")
     assert [p.name for p in paths] == ["bench.json", "bench.md"]
     data = json.loads(paths[0].read_text())

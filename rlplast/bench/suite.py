@@ -114,14 +114,31 @@ class Figure:
 
 @dataclass
 class Goal:
-    """A target the README states, checked against a figure's median."""
+    """A target the README states, checked against a figure of this run.
+
+    ``met`` judges the median; ``verdict`` also looks at the spread: ``yes`` (even the minimum
+    reaches the target), ``no`` (not even the maximum does), ``unclear`` (the repeats fall on both
+    sides: a busy machine, or too few repeats), or ``not measured``.
+    """
 
     name: str
     target: float
     figure: str
     median: float | None
     met: bool | None
+    verdict: str
     note: str = ""
+
+
+def judge(figure: Figure | None, target: float) -> tuple[bool | None, str]:
+    """``(median >= target, verdict)`` of a figure (see :class:`Goal`)."""
+    if figure is None or figure.median is None:
+        return None, "not measured"
+    if figure.min >= target:
+        return True, "yes"
+    if figure.max < target:
+        return False, "no"
+    return figure.median >= target, "unclear"
 
 
 @dataclass
@@ -310,8 +327,8 @@ def check_goals(result: SuiteResult) -> list[Goal]:
         specs.append(("rlplast PPO >= 1.5 x SB3 PPO, run group", GOAL_PPO_SPEEDUP, group, "all runs' steps"))
     for name, target, figure_name, note in specs:
         figure = result.figure(figure_name)
-        median = figure.median if figure is not None else None
-        goals.append(Goal(name, target, figure_name, median, None if median is None else median >= target, note))
+        met, verdict = judge(figure, target)
+        goals.append(Goal(name, target, figure_name, figure.median if figure else None, met, verdict, note))
     return goals
 
 
@@ -376,10 +393,12 @@ def to_markdown(result: SuiteResult) -> str:
     for f in result.figures:
         cells = [_cell(v, f.unit) for v in (f.median, f.min, f.max)]
         lines.append(f"| {f.section} | {f.name} | {f.unit} | {' | '.join(cells)} | {f.n} | {f.note} |")
-    lines += ["", "| goal | median | met |", "|---|---:|---|"]
+    lines += ["", "| goal | median | min | max | met |", "|---|---:|---:|---:|---|"]
     for g in result.goals:
-        met = "not measured" if g.met is None else ("yes" if g.met else "no")
-        lines.append(f"| {g.name} | {_cell(g.median, 'ratio')} | {met} |")
+        f = result.figure(g.figure)
+        low, high = (f.min, f.max) if f is not None else (None, None)
+        cells = " | ".join(_cell(v, "ratio") for v in (g.median, low, high))
+        lines.append(f"| {g.name} | {cells} | {g.verdict} |")
     return "\n".join(lines) + "\n"
 
 
