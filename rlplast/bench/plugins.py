@@ -2,8 +2,10 @@
 
 * ``step``: one PPO-sized minibatch step: actor obs 27 -> 256 -> 256 -> 8 and critic
   27 -> 256 -> 256 -> 1 on a minibatch of 128 per run (R runs), forward, backward,
-  ``before_step`` hooks, optimizer step, ``after_step`` hooks. Rows: each method file, plus
-  ``torch.optim.Adam`` in place of our Adam (the optimizer kind ``adam`` uses).
+  ``before_step`` hooks, optimizer step, ``after_step`` hooks. Rows: each method file; each
+  method with plug-ins again without them (``(optimizer only)``: e.g. ppo_cbp's Adam has an L2
+  term that ppo_tuned's has not, so the plug-in's own cost is the difference of the two rows);
+  and ``torch.optim.Adam`` in place of our Adam (the optimizer kind ``adam`` uses).
 * ``update``: ``PPO.update()`` (10 epochs x 16 minibatches of a 2048-step rollout of random
   observations and rewards; the rollout itself is not timed).
 
@@ -39,11 +41,15 @@ from rlplast.config import Config, load_config
 BASELINE = "ppo_tuned"
 METHODS = ("ppo_tuned", "ppo_cbp", "ppo_upgd", "ppo_redo", "ppo_snp", "ppo_l1")
 TORCH_ADAM = "ppo_tuned (torch.optim.Adam)"
+OPTIMIZER_ONLY = " (optimizer only)"  # a method without its plug-ins: what the plug-ins add is the difference
 OBS, ACT, MINIBATCH = 27, 8, 128
 
 
 def method_config(method: str) -> Config:
-    """The method on slippery Ant, CBP at its steady state from step 0 (maturity threshold 0)."""
+    """The method on slippery Ant, CBP at its steady state from step 0 (maturity threshold 0);
+    ``"<method> (optimizer only)"`` drops its plug-ins."""
+    if method.endswith(OPTIMIZER_ONLY):
+        return load_config("slippery_ant", method.removesuffix(OPTIMIZER_ONLY)).model_copy(update={"plugins": []})
     cfg = load_config("slippery_ant", method)
     plugins = [p.model_copy(update={"maturity_threshold": 0}) if p.kind == "cbp" else p for p in cfg.plugins]
     return cfg.model_copy(update={"plugins": plugins})
@@ -149,7 +155,8 @@ def measure_plugin_overhead(
         ``clock`` ("cpu" process time or "wall").
     """
     dev = torch.device(device)
-    names = [BASELINE, *[m for m in methods if m != BASELINE], TORCH_ADAM]
+    names = [BASELINE, *[m for m in methods if m != BASELINE]]
+    names += [m + OPTIMIZER_ONLY for m in names if load_config("slippery_ant", m).plugins] + [TORCH_ADAM]
     steppers = {name: minibatch_stepper(name, runs, dev) for name in names}
     clock = _clock(dev)
     clock_name = "wall" if dev.type == "cuda" else "cpu"

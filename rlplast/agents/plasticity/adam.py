@@ -35,12 +35,13 @@ from torch import Tensor
 from rlplast.agents.plasticity.corrections import SliceCorrections, key
 
 
-def divide(tensors: list[Tensor], divisors: list[float | Tensor]) -> list[Tensor]:
-    """``[t / d for t, d in zip(tensors, divisors)]`` with multi-tensor ops; divisors are numbers
-    or tensors broadcastable to their tensor."""
-    if all(isinstance(d, Tensor) for d in divisors) or not any(isinstance(d, Tensor) for d in divisors):
-        return list(torch._foreach_div(tensors, divisors))
-    return [t / d for t, d in zip(tensors, divisors, strict=True)]
+def binary(op: str, tensors: list[Tensor], others: list[float | Tensor]) -> list[Tensor]:
+    """``[torch.<op>(t, o) for t, o in zip(tensors, others)]`` (op: "div", "mul"), as one
+    multi-tensor op when ``others`` are all numbers or all tensors (broadcastable to theirs)."""
+    kinds = {isinstance(o, Tensor) for o in others}
+    if len(kinds) <= 1:
+        return list(getattr(torch, f"_foreach_{op}")(tensors, others))
+    return [getattr(torch, op)(t, o) for t, o in zip(tensors, others, strict=True)]
 
 
 class ResettableOptimizer(torch.optim.Optimizer):
@@ -103,6 +104,16 @@ class ResettableOptimizer(torch.optim.Optimizer):
             else:
                 out.append([1.0 - beta ** state["step"] for beta in betas])
         return out
+
+    def _roots(
+        self, params: list[Tensor], corrections: list[list[float | Tensor]], group: dict[str, Any], j: int
+    ) -> list[float | Tensor]:
+        """Square roots of correction ``j`` of every parameter (numbers or broadcastable tensors)."""
+        slices = self._group_slices(group)
+        return [
+            slices.combined(p, j, root=True) if isinstance(c[j], Tensor) else math.sqrt(c[j])
+            for p, c in zip(params, corrections, strict=True)
+        ]
 
     def bias_corrections(self, param: Tensor) -> list[Tensor]:
         """The current ``1 - beta^s`` of every element of ``param`` per beta, ``param``-shaped
@@ -214,8 +225,11 @@ class Adam(ResettableOptimizer):
                 torch._foreach_addcdiv_([params[i] for i in scalar], [exp_avgs[i] for i in scalar], denoms, steps)
             reset = [i for i, (corr1, _) in enumerate(corrections) if isinstance(corr1, Tensor)]
             if reset:  # per-element bias corrections after a reset
-                denoms = divide([exp_avg_sqs[i] for i in reset], [corrections[i][1] for i in reset])
-                torch._foreach_sqrt_(denoms)
+                # lr m_hat / (sqrt(v_hat) + eps) = lr m / (d1 (sqrt(v) / sqrt(d2) + eps)): no division
+                # of v or m, which hold subnormal floats (slow on CPUs) for tiny gradients
+                reset_params = [params[i] for i in reset]
+                denoms = torch._foreach_sqrt([exp_avg_sqs[i] for i in reset])
+                torch._foreach_div_(denoms, self._roots(reset_params, [corrections[i] for i in reset], group, 1))
                 torch._foreach_add_(denoms, eps)
-                steps = divide([exp_avgs[i] for i in reset], [corrections[i][0] for i in reset])
-                torch._foreach_addcdiv_([params[i] for i in reset], steps, denoms, value=-lr)
+                torch._foreach_mul_(denoms, [corrections[i][0] for i in reset])
+                torch._foreach_addcdiv_(reset_params, [exp_avgs[i] for i in reset], denoms, value=-lr)

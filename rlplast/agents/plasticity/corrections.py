@@ -7,7 +7,9 @@ the one of its most recently reset row or column, so its correction is the small
 
 The corrections of every reset slice, per beta, are views of one flat buffer: advancing all of
 them (``d <- beta d + (1 - beta)``) is two tensor ops per beta whatever the number of parameters,
-and the broadcast views a parameter's update needs are built once. The views live in the
+and the broadcast views a parameter's update needs are built once. Their square roots are kept
+too, so an optimizer can divide ``sqrt(v)`` rather than ``v``: second moments of tiny gradients
+are subnormal floats, and arithmetic on those is many times slower on a CPU. The views live in the
 optimizer's per-parameter state (``bias_correction{j}_dim{d}``, ``[R, size]``), so they are saved
 and loaded with it; :meth:`SliceCorrections.pack` rebuilds the buffers after a load or a new
 reset dimension.
@@ -33,8 +35,9 @@ class SliceCorrections:
 
     def __init__(self) -> None:
         self.flat: list[Tensor] = []  # per beta: every registered slice vector, concatenated
+        self.roots: list[Tensor] = []  # per beta: sqrt of flat, refreshed by advance()
         self.members: list[tuple[Tensor, dict[str, Any]]] = []  # (param, state) with reset dims
-        self.shaped: dict[int, list[list[Tensor]]] = {}  # id(param) -> per beta: broadcast views
+        self.shaped: dict[tuple[int, bool], list[list[Tensor]]] = {}  # (id(param), root) -> per beta: views
 
     def register(self, param: Tensor, state: dict[str, Any], dim: int, fills: Sequence[float]) -> None:
         """Start tracking slices of ``param`` along ``dim``, every slice at correction ``fills[j]``."""
@@ -45,25 +48,28 @@ class SliceCorrections:
     def pack(self, states: dict[Tensor, dict[str, Any]], num_betas: int) -> None:
         """(Re)build the flat buffers from the vectors in ``states`` (the optimizer's state)."""
         self.members = [(p, s) for p, s in states.items() if s.get("reset_dims")]
-        self.flat, self.shaped = [], {}
+        self.flat, self.roots, self.shaped = [], [], {}
         vectors = [[s[key(j, d)] for _, s in self.members for d in s["reset_dims"]] for j in range(num_betas)]
         if not self.members:
             return
         for j in range(num_betas):
             self.flat.append(torch.cat([v.reshape(-1) for v in vectors[j]]))
+            self.roots.append(self.flat[j].sqrt())
         for j in range(num_betas):
             offset = 0
             for param, state in self.members:
-                views = []
+                views, roots = [], []
                 for dim in state["reset_dims"]:
                     size = state[key(j, dim)].shape
-                    view = self.flat[j][offset : offset + size.numel()].view(size)
-                    state[key(j, dim)] = view
+                    span = slice(offset, offset + size.numel())
+                    state[key(j, dim)] = self.flat[j][span].view(size)
                     shape = [size[0]] + [1] * (param.dim() - 1)
                     shape[dim] = size[1]
-                    views.append(view.view(shape))
+                    views.append(self.flat[j][span].view(shape))
+                    roots.append(self.roots[j][span].view(shape))
                     offset += size.numel()
-                self.shaped.setdefault(id(param), []).append(views)
+                self.shaped.setdefault((id(param), False), []).append(views)
+                self.shaped.setdefault((id(param), True), []).append(roots)
 
     def advance(self, betas: Sequence[float], stepped: Sequence[Tensor]) -> None:
         """One step of every tracked slice of the ``stepped`` parameters."""
@@ -73,13 +79,16 @@ class SliceCorrections:
         if all(id(p) in ids for p, _ in self.members):
             for flat, beta in zip(self.flat, betas, strict=True):
                 flat.mul_(beta).add_(1.0 - beta)
-            return
-        for j, beta in enumerate(betas):  # some tracked parameter had no gradient this step
-            vectors = [s[key(j, d)] for p, s in self.members if id(p) in ids for d in s["reset_dims"]]
-            if vectors:
-                torch._foreach_mul_(vectors, beta)
-                torch._foreach_add_(vectors, 1.0 - beta)
+        else:
+            for j, beta in enumerate(betas):  # some tracked parameter had no gradient this step
+                vectors = [s[key(j, d)] for p, s in self.members if id(p) in ids for d in s["reset_dims"]]
+                if vectors:
+                    torch._foreach_mul_(vectors, beta)
+                    torch._foreach_add_(vectors, 1.0 - beta)
+        for flat, root in zip(self.flat, self.roots, strict=True):
+            torch.sqrt(flat, out=root)
 
-    def combined(self, param: Tensor, beta_index: int) -> Tensor:
-        """Correction ``beta_index`` of every element of ``param``, broadcastable to it."""
-        return functools.reduce(torch.minimum, self.shaped[id(param)][beta_index])
+    def combined(self, param: Tensor, beta_index: int, root: bool = False) -> Tensor:
+        """Correction ``beta_index`` of every element of ``param`` (its square root if ``root``),
+        broadcastable to ``param``."""
+        return functools.reduce(torch.minimum, self.shaped[(id(param), root)][beta_index])

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlplast.agents.plasticity.adam import ResettableOptimizer, divide
+from rlplast.agents.plasticity.adam import ResettableOptimizer, binary
 from rlplast.agents.plasticity.noise import RunNoise
 
 SALT = 0x0BD
@@ -116,7 +116,7 @@ class UPGD(ResettableOptimizer):
         torch._foreach_addcmul_(utilities, grads, params, value=-(1 - beta_u))
         first = corrections[0][0]
         if not all(isinstance(c[0], float) and c[0] == first for c in corrections):
-            utilities = divide(utilities, [c[0] for c in corrections])
+            utilities = binary("div", utilities, [c[0] for c in corrections])
         # else one bias correction for all: U_hat / max U_hat = U / max U, no division needed
         eta = torch.cat([u.flatten(1) for u in utilities], 1).amax(1)  # [R]
         # keep = 1 - sigmoid(U_hat / eta) = sigmoid(-U_hat / eta); a run with eta <= 0 (or so
@@ -130,7 +130,7 @@ class UPGD(ResettableOptimizer):
             shape = (-1, *[1] * (u.dim() - 1))
             keeps.append(torch.addcmul(offset.view(shape), u, scale.view(shape)))
         torch._foreach_sigmoid_(keeps)
-        directions = self._directions(grads, states, corrections, group)
+        directions = self._directions(params, states, corrections, group)
         sigma, lr, decay = group["sigma"], group["lr"], group["weight_decay"]
         if sigma > 0:
             noise = dict(zip(map(id, group["params"]), self.noise.draw(), strict=True))
@@ -141,12 +141,15 @@ class UPGD(ResettableOptimizer):
 
     def _directions(
         self,
-        grads: list[Tensor],
+        params: list[Tensor],
         states: list[dict[str, Any]],
         corrections: list[list[float | Tensor]],
         group: dict[str, Any],
     ) -> list[Tensor]:
-        """The unscaled step directions: the gradients, or AdaUPGD's Adam-normalised gradients."""
+        """The unscaled step directions: the gradients, or AdaUPGD's Adam-normalised gradients
+        ``m_hat / (sqrt(v_hat) + eps) = m / (d1 (sqrt(v) / sqrt(d2) + eps))`` (no division of the
+        moments, which hold subnormal floats for tiny gradients: slow on CPUs)."""
+        grads = [p.grad for p in params]
         if not self.adaptive:
             return grads
         beta1, beta2 = group["betas"]
@@ -155,7 +158,7 @@ class UPGD(ResettableOptimizer):
         torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
         torch._foreach_mul_(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-        denoms = divide(exp_avg_sqs, [c[2] for c in corrections])
-        torch._foreach_sqrt_(denoms)
+        denoms = binary("div", torch._foreach_sqrt(exp_avg_sqs), self._roots(params, corrections, group, 2))
         torch._foreach_add_(denoms, group["eps"])
-        return list(torch._foreach_div(divide(exp_avgs, [c[1] for c in corrections]), denoms))
+        denoms = binary("mul", denoms, [c[1] for c in corrections])
+        return list(torch._foreach_div(exp_avgs, denoms))
