@@ -31,7 +31,7 @@ def key(beta_index: int, dim: int) -> str:
 
 
 class SliceCorrections:
-    """The reset slices' corrections of one optimizer (all its parameters on one device)."""
+    """The reset slices' corrections of one parameter group of an optimizer (one device)."""
 
     def __init__(self) -> None:
         self.flat: list[Tensor] = []  # per beta: every registered slice vector, concatenated
