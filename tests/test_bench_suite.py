@@ -119,6 +119,11 @@ def test_markdown_and_json_outputs(fakes, tmp_path):
     assert "| simulation | cpu backend / raw mj_step | ratio | 0.900 | 0.850 | 0.950 | 3 |" in text
     assert "| warp | warp backend |  | - | - | - | 0 | not measured" in text
     assert "| cpu backend >= 0.85 x raw mj_step | 0.900 | 0.850 | 0.950 | yes |" in text
+    result.machine["load_average_before"] = [9.0, 1.0, 1.0]
+    assert "**Warning: the machine was busy** (1-min load 9.0 on" in to_markdown(result)
+    result.machine["load_average_before"] = [0.0, 1.0, 1.0]
+    text = to_markdown(result)
+    assert "busy" not in text
     paths = write_outputs(result, tmp_path / "out" / "bench.json")
     assert [p.name for p in paths] == ["bench.json", "bench.md"]
     data = json.loads(paths[0].read_text())

@@ -51,6 +51,7 @@ RAW = "raw mj_step"
 BACKEND_SHARE = "cpu backend / raw mj_step"
 GOAL_BACKEND_SHARE = 0.85  # cpu backend / raw mj_step
 GOAL_PPO_SPEEDUP = 1.5  # rlplast PPO / SB3 PPO on the CPU
+BUSY_LOAD = 0.5  # 1-min load average per available core above which the table carries a warning
 
 
 class SuiteSettings(BaseModel):
@@ -218,7 +219,12 @@ def _ppo_rows(result: dict[str, Any], label: str, runs: int) -> list[Figure]:
 
 
 def ppo_figures(s: SuiteSettings) -> list[Figure]:
-    """rlplast's PPO against SB3's, for one run and for a group of ``s.group``."""
+    """rlplast's PPO against SB3's, for one run and for a group of ``s.group``.
+
+    One untimed tiny run of both first, so that imports and first-call costs do not land in the
+    first timed repeat."""
+    warm = (*s.ppo_overrides, "agent.steps_per_update=64", "agent.minibatches=4", "agent.epochs=1")
+    measure_ppo_speed(s.task, s.method, 64, 1, s.threads, group=1, overrides=warm)
     out = []
     for runs, label in ((1, "R = 1"), (s.group, f"group of {s.group}")):
         result = measure_ppo_speed(
@@ -374,6 +380,18 @@ def _cell(value: float | None, unit: str) -> str:
     return "-" if value is None else FORMATS.get(unit, "{:.4g}").format(value)
 
 
+def _busy_warning(machine: dict[str, Any]) -> list[str]:
+    """A warning line when other processes already loaded the machine before the run."""
+    load = machine.get("load_average_before")
+    if not load or load[0] <= BUSY_LOAD * machine["cores_available"]:
+        return []
+    return [
+        "",
+        f"**Warning: the machine was busy** (1-min load {load[0]} on {machine['cores_available']} cores before "
+        "the run): torch and the simulator threads then wait on each other, and these figures are unreliable.",
+    ]
+
+
 def to_markdown(result: SuiteResult) -> str:
     """The table, the goals and the machine, as markdown."""
     m = result.machine
@@ -383,6 +401,7 @@ def to_markdown(result: SuiteResult) -> str:
         f"Python {m['python']}, torch {m['torch']}, MuJoCo {m['mujoco']}, stable-baselines3 "
         f"{m['stable_baselines3']}; load average (1, 5, 15 min) before {m['load_average_before']}, after "
         f"{m.get('load_average_after')}.",
+        *_busy_warning(m),
         "",
         f"`{result.command}` ({result.seconds:.0f} s). Each figure: median over n repeats, with min and max; each "
         "ratio is taken within a repeat between figures measured side by side.",
