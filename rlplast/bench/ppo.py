@@ -29,57 +29,25 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import torch
 
 from rlplast.bench import Timer
 from rlplast.config import Config, load_config
-from rlplast.envs.friction import ChangingFriction
 from rlplast.runner import torch_threads, train_group
 
 
-def _sb3_env(cfg: Config, seed: int) -> gym.Env:
-    """The config's env as one Gymnasium env: the same id, kwargs, time limit and friction schedule."""
-    env = gym.make(cfg.env.id, max_episode_steps=cfg.env.max_episode_steps, **cfg.env.env_kwargs())
-    return ChangingFriction(env, cfg.env.friction, schedule_seed=seed)
-
-
 def sb3_ppo(cfg: Config, seed: int, device: str = "cpu"):
-    """A stable-baselines3 PPO with ``cfg``'s hyperparameters on ``cfg``'s env (one env per run)."""
-    from stable_baselines3 import PPO as SB3PPO
-    from stable_baselines3.common.monitor import Monitor
+    """A stable-baselines3 PPO with ``cfg``'s network and hyperparameters on ``cfg``'s env (one env).
+
+    The same constructor as ``rlplast train --agent sb3`` (rlplast.sb3.model), so the speed and
+    learning comparisons measure the SB3 agent that the reference rows use.
+    """
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    a, o = cfg.agent, cfg.optimizer
-    if o.kind != "adam" or cfg.plugins or cfg.env.envs_per_run != 1:
-        raise ValueError("the SB3 comparison supports plain Adam, no plug-ins and env.envs_per_run = 1")
-    activation = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[a.activation]
-    venv = DummyVecEnv([lambda: Monitor(_sb3_env(cfg, seed))])
-    return SB3PPO(
-        "MlpPolicy",
-        venv,
-        learning_rate=o.lr,
-        n_steps=a.steps_per_update,
-        batch_size=a.steps_per_update // a.minibatches,
-        n_epochs=a.epochs,
-        gamma=a.gamma,
-        gae_lambda=a.gae_lambda,
-        clip_range=a.clip,
-        normalize_advantage=a.normalize_advantages,
-        ent_coef=a.entropy_coef,
-        vf_coef=a.value_coef,
-        max_grad_norm=a.max_grad_norm or 1e10,
-        policy_kwargs={
-            "net_arch": {"pi": list(a.hidden), "vf": list(a.hidden)},
-            "activation_fn": activation,
-            "log_std_init": a.log_std_init,
-            "ortho_init": False,
-            "optimizer_kwargs": {"betas": tuple(o.betas), "eps": o.eps, "weight_decay": o.weight_decay},
-        },
-        seed=seed,
-        device=device,
-        verbose=0,
-    )
+    from rlplast.sb3.env import make_env
+    from rlplast.sb3.model import build_sb3_ppo
+
+    return build_sb3_ppo(cfg, DummyVecEnv([lambda: make_env(cfg.env, seed)]), seed, device)
 
 
 Episodes = list[tuple[int, float]]  # (env step at the episode's end, return)
