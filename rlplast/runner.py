@@ -122,8 +122,26 @@ def torch_threads(num: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def save_after_update(trainer: Any, stop: Any, previous: int, every: int, steps: int) -> None:
+    """End of an update for a trainer with ``run_step``, ``save()``, ``logs`` and ``ckpt_path``.
+
+    Saves and raises :class:`Interrupted` when a stop was requested; saves when the step crossed a
+    multiple of ``every`` or reached ``steps``; otherwise only flushes the logs.
+    """
+    if stop.requested:
+        trainer.save()
+        raise Interrupted(
+            f"stopped at step {trainer.run_step} of {steps}; checkpoint saved to {trainer.ckpt_path}. "
+            "Run the same command again to resume."
+        )
+    if trainer.run_step // every > previous // every or trainer.run_step >= steps:
+        trainer.save()
+    else:
+        trainer.logs.flush()
+
+
 @contextlib.contextmanager
-def _stop_on_signals() -> Iterator[_StopFlag]:
+def stop_on_signals() -> Iterator[_StopFlag]:
     flag = _StopFlag()
     if threading.current_thread() is not threading.main_thread():
         yield flag  # signals reach only the main thread; the caller handles them there
@@ -300,16 +318,7 @@ class RunGroup:
             sps = per_update / (time.perf_counter() - start)
             self._log_update(losses, friction, sps)
             progress.update(self.run_step, sps * len(self.seeds), self.last_return, friction.float().mean().item())
-            if stop.requested:
-                self.save()
-                raise Interrupted(
-                    f"stopped at step {self.run_step} of {steps}; checkpoint saved to {self.ckpt_path}. "
-                    "Run the same command again to resume."
-                )
-            if self.run_step // every > previous // every or self.run_step >= steps:
-                self.save()
-            else:
-                self.logs.flush()
+            save_after_update(self, stop, previous, every, steps)
         for d in self.run_dirs:
             atomic_write_json(d / DONE_NAME, {"steps": self.run_step, "group_seeds": self.seeds, **git_info()})
 
@@ -377,7 +386,7 @@ def train_group(
         raise ValueError(f"steps must be positive, got {steps}")
     dev = resolve_device(device)
     pending = [s for s in seeds if (finished_steps(out_dir, s) or 0) < steps]
-    with _stop_on_signals() as stop:
+    with stop_on_signals() as stop:
         for group_seeds in _plan_groups(Path(out_dir), pending):
             label = f"{cfg.method} seeds {format_seeds(group_seeds)}"
             group = RunGroup(cfg, group_seeds, Path(out_dir), backend, dev)

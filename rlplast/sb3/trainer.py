@@ -46,12 +46,12 @@ from rlplast.progress import GroupProgress
 from rlplast.runner import (
     CHECKPOINT_DIR,
     DONE_NAME,
-    Interrupted,
-    _stop_on_signals,
     finished_steps,
     git_info,
     resolve_device,
     run_dir,
+    save_after_update,
+    stop_on_signals,
     torch_threads,
 )
 from rlplast.sb3.cbp import PolicyCBP
@@ -232,16 +232,7 @@ class SB3Run:
             friction = self._log_update(sps)
             recent = self.callback.returns[-10:]
             progress.update(self.run_step, sps, sum(recent) / len(recent) if recent else None, friction)
-            if stop.requested:
-                self.save()
-                raise Interrupted(
-                    f"stopped at step {self.run_step} of {steps}; checkpoint saved to {self.ckpt_path}. "
-                    "Run the same command again to resume."
-                )
-            if self.run_step // every > previous // every or self.run_step >= steps:
-                self.save()
-            else:
-                self.logs.flush()
+            save_after_update(self, stop, previous, every, steps)
         atomic_write_json(self.dir / DONE_NAME, {"steps": self.run_step, "group_seeds": [self.seed], **git_info()})
 
     def close(self) -> None:
@@ -281,7 +272,7 @@ def train_sb3(
     check_supported(cfg)
     dev = resolve_device(device)
     pending = [s for s in seeds if (finished_steps(out_dir, s) or 0) < steps]
-    with _stop_on_signals() as stop:
+    with stop_on_signals() as stop:
         for seed in pending:
             run = SB3Run(cfg, seed, Path(out_dir), dev)
             bar = GroupProgress(progress, f"{cfg.method} seed {seed} (sb3)", steps, run.run_step)
