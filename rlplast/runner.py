@@ -122,6 +122,19 @@ def torch_threads(num: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def train_with_progress(trainer: Any, label: str, steps: int, stop: Any, progress: Any, cfg: Config) -> None:
+    """Train ``trainer`` (a run group, or an SB3 run) to ``steps`` under one progress line; close it
+    and its line whatever happens."""
+    bar = GroupProgress(progress, label, steps, trainer.run_step)
+    stop.on_request[:] = [lambda: bar.message("stopping after this update (Ctrl-C again to abort)")]
+    try:
+        with torch_threads(cfg.run.torch_threads):
+            trainer.train(steps, stop, bar)
+    finally:
+        trainer.close()
+        bar.finish()
+
+
 def save_after_update(trainer: Any, stop: Any, previous: int, every: int, steps: int) -> None:
     """End of an update for a trainer with ``run_step``, ``save()``, ``logs`` and ``ckpt_path``.
 
@@ -388,13 +401,5 @@ def train_group(
     pending = [s for s in seeds if (finished_steps(out_dir, s) or 0) < steps]
     with stop_on_signals() as stop:
         for group_seeds in _plan_groups(Path(out_dir), pending):
-            label = f"{cfg.method} seeds {format_seeds(group_seeds)}"
             group = RunGroup(cfg, group_seeds, Path(out_dir), backend, dev)
-            bar = GroupProgress(progress, label, steps, group.run_step)
-            stop.on_request[:] = [lambda bar=bar: bar.message("stopping after this update (Ctrl-C again to abort)")]
-            try:
-                with torch_threads(cfg.run.torch_threads):
-                    group.train(steps, stop, bar)
-            finally:
-                group.close()
-                bar.finish()
+            train_with_progress(group, f"{cfg.method} seeds {format_seeds(group_seeds)}", steps, stop, progress, cfg)

@@ -52,7 +52,7 @@ from rlplast.runner import (
     run_dir,
     save_after_update,
     stop_on_signals,
-    torch_threads,
+    train_with_progress,
 )
 from rlplast.sb3.cbp import PolicyCBP
 from rlplast.sb3.env import make_env
@@ -275,11 +275,4 @@ def train_sb3(
     with stop_on_signals() as stop:
         for seed in pending:
             run = SB3Run(cfg, seed, Path(out_dir), dev)
-            bar = GroupProgress(progress, f"{cfg.method} seed {seed} (sb3)", steps, run.run_step)
-            stop.on_request[:] = [lambda bar=bar: bar.message("stopping after this update (Ctrl-C again to abort)")]
-            try:
-                with torch_threads(cfg.run.torch_threads):
-                    run.train(steps, stop, bar)
-            finally:
-                run.close()
-                bar.finish()
+            train_with_progress(run, f"{cfg.method} seed {seed} (sb3)", steps, stop, progress, cfg)
