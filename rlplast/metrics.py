@@ -286,11 +286,11 @@ def grad_norm(params: Iterable[Tensor]) -> Tensor:
     params = list(params)
     if not params:
         raise ValueError("grad_norm needs at least one parameter")
-    squares = torch.zeros(params[0].shape[0], dtype=params[0].dtype, device=params[0].device)
-    for p in params:
-        if p.grad is not None:
-            squares = squares + p.grad.detach().pow(2).reshape(p.shape[0], -1).sum(dim=1)
-    return squares.sqrt()
+    # one norm per tensor and run, then the norm of those: half the ops of summing squares
+    norms = [torch.linalg.vector_norm(p.grad.detach().flatten(1), dim=1) for p in params if p.grad is not None]
+    if not norms:
+        return torch.zeros(params[0].shape[0], dtype=params[0].dtype, device=params[0].device)
+    return torch.linalg.vector_norm(torch.stack(norms, 1), dim=1)
 
 
 def gaussian_entropy(log_std: Tensor) -> Tensor:

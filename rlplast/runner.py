@@ -202,10 +202,7 @@ class RunGroup:
             self.obs = self.env.reset(self.seeds).to(device)
         self.logs = GroupLog(self.run_dirs, resume_step)
         self._write_run_files(fresh=resume_step is None, backend=backend)
-        T, N = self.agent.rollout_len, self.env.num_envs
-        self._ep_end = torch.zeros(T, N, dtype=torch.bool, device=device)
-        self._ep_return = torch.zeros(T, N, device=device)
-        self._ep_length = torch.zeros(T, N, device=device)
+        self._ep_return = self._ep_length = torch.empty(0)  # [T, N] each, of the last rollout
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -267,6 +264,8 @@ class RunGroup:
         E, step0 = env.envs_per_run, self.run_step
         obs = self.obs
         threads = self.cfg.run.act_threads if self.device.type == "cpu" else None
+        ep_returns: list[Tensor] = []
+        ep_lengths: list[Tensor] = []
         with torch.inference_mode(), torch_threads(threads):
             for t in range(agent.rollout_len):
                 actions = agent.act(obs)
@@ -280,13 +279,15 @@ class RunGroup:
                     result.truncated.to(self.device),
                     info["final_obs"].to(self.device),
                 )
-                self._ep_end[t] = (result.terminated | result.truncated).to(self.device)
-                self._ep_return[t] = info["episode_return"].to(self.device)
-                self._ep_length[t] = info["episode_length"].to(self.device)
+                # an ended episode has a length >= 1, the others 0 (stacked once per rollout)
+                ep_returns.append(info["episode_return"])
+                ep_lengths.append(info["episode_length"])
                 values = tracker.maybe_compute(step0 + (t + 1) * E)
                 if values:
                     self.logs.scalars(values, step0 + (t + 1) * E)
             agent.compute_returns(obs)
+        self._ep_return = torch.stack(ep_returns).to(self.device)  # [T, N]
+        self._ep_length = torch.stack(ep_lengths).to(self.device)
         self.obs = obs
         self.nonfinite = info["nonfinite_resets"].view(-1, E).sum(1)
         return info["friction"]
@@ -294,7 +295,7 @@ class RunGroup:
     def _log_episodes(self) -> None:
         """Each finished episode's return and length, at the env step (of its run) it ended."""
         E, step0 = self.env.envs_per_run, self.run_step
-        t_idx, n_idx = self._ep_end.nonzero(as_tuple=True)
+        t_idx, n_idx = (self._ep_length > 0).nonzero(as_tuple=True)
         if not len(t_idx):
             return
         returns = self._ep_return[t_idx, n_idx].tolist()

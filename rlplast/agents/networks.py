@@ -107,6 +107,7 @@ class MLP(nn.Module):
         dims = [in_dim, *hidden, out_dim]
         self.layers = nn.ModuleList(BatchedLinear(num_runs, a, b) for a, b in itertools.pairwise(dims))
         self.features: list[Tensor] = []
+        self._acting: list[tuple[Tensor, Tensor]] = []
 
     def reset_parameters(self, generators: Sequence[torch.Generator]) -> None:
         """LeCun uniform weights (per run, from its generator), zero biases."""
@@ -127,6 +128,30 @@ class MLP(nn.Module):
             feats.append(x.detach())
         self.features = feats
         return last.forward(x)
+
+    def freeze_for_acting(self) -> None:
+        """Cache detached views of the weights for :meth:`act` (call again whenever the parameter
+        tensors are replaced; in-place updates show through the views)."""
+        self._acting = [
+            (layer.bias.detach().unsqueeze(1), layer.weight.detach().transpose(1, 2)) for layer in self.layers
+        ]
+
+    def act(self, x: Tensor) -> Tensor:
+        """:meth:`forward` for acting under ``torch.inference_mode()``, ``[R, B, in] -> [R, B, out]``.
+
+        The same arithmetic with the views of :meth:`freeze_for_acting`: at acting batch sizes
+        (one obs per env) the per-call overhead of the module machinery, views and detaches
+        costs more than the matmuls.
+        """
+        feats = []
+        *hidden, (bias, weight_t) = self._acting
+        relu = self.activation == "relu"
+        for b, w_t in hidden:
+            x = torch.baddbmm(b, x, w_t)
+            x = x.relu_() if relu else ACTIVATIONS[self.activation](x)
+            feats.append(x)
+        self.features = feats
+        return torch.baddbmm(bias, x, weight_t)
 
     def hidden_layers(self) -> list[HiddenLayer]:
         return [

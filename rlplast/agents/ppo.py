@@ -176,9 +176,8 @@ class PPO:
         elif t == storage.steps:
             raise RuntimeError(f"rollout storage is full ({t} steps); call update() before acting again")
         obs = self._runs(obs)
-        # the networks' forward directly: the module-call machinery costs more than the matmuls here
-        mean = self.actor.mlp.forward(obs)
-        values = self.critic.mlp.forward(obs).squeeze(-1)
+        mean = self.actor.mlp.act(obs)
+        values = self.critic.mlp.act(obs).squeeze(-1)
         actions = torch.addcmul(mean, self._std, self._noise[:, t])
         self.acting_features = {"actor": self.actor.mlp.features, "critic": self.critic.mlp.features}
         storage.add_action(obs, actions, self._noise_logprob[:, t], values)
@@ -188,6 +187,8 @@ class PPO:
         """Draw the rollout's action noise, one generator call per run (not per step), and the
         per-step log-probabilities, which depend only on the noise while the weights are fixed:
         ``log N(a; mean, std) = sum(-noise^2 / 2 - log_std) - act_dim / 2 * log(2 pi)``."""
+        self.actor.mlp.freeze_for_acting()  # the weights stay fixed until the update
+        self.critic.mlp.freeze_for_acting()
         shape = (self.rollout_len, self.envs_per_run, self.act_dim)
         noise = torch.stack([torch.randn(shape, generator=g, device=self.device) for g in self.action_generators])
         log_std = self.actor.log_std.detach()
@@ -281,9 +282,10 @@ class PPO:
         sums = {name: torch.zeros(R, device=self.device) for name in LOSS_NAMES}
         for _ in range(cfg.epochs):
             perm = torch.stack([torch.randperm(B, generator=g, device=self.device) for g in self.minibatch_generators])
+            # one gather per field and epoch; the minibatches are then slices (views)
+            shuffled = {name: value[rows, perm] for name, value in fields.items()}
             for k in range(cfg.minibatches):
-                idx = perm[:, k * mb : (k + 1) * mb]
-                batch = {name: value[rows, idx] for name, value in fields.items()}
+                batch = {name: value[:, k * mb : (k + 1) * mb] for name, value in shuffled.items()}
                 loss, parts = self._loss(batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.sum().backward()

@@ -56,8 +56,17 @@ def gae(
     return advantages, advantages + values
 
 
+ACTION_FIELDS = ("obs", "actions", "logprobs", "values")
+OUTCOME_FIELDS = ("rewards", "terminated", "truncated", "final_obs")
+
+
 class RolloutStorage:
     """One update's worth of transitions for R runs x E envs, ``[R, T, E, ...]``.
+
+    Steps are recorded by reference (:meth:`add_action`, :meth:`add_outcome`) and written into
+    the tensors below in one batch when the last step's outcome arrives: one copy per field per
+    rollout instead of per step, which at acting batch sizes costs more than the networks do.
+    The tensors hold the rollout from then until :meth:`clear`.
 
     Attributes:
         obs: ``[R, T, E, obs_dim]``.
@@ -69,7 +78,6 @@ class RolloutStorage:
         truncated: ``[R, T, E]`` bool, truncated and not terminated (candidates for bootstrap).
         final_obs: last observation of an episode that ended at that step, ``[R, T, E, obs_dim]``.
         advantages, returns: filled by :meth:`compute_returns`, ``[R, T, E]``.
-        step: how many steps have been written since the last :meth:`clear`.
     """
 
     def __init__(
@@ -94,40 +102,60 @@ class RolloutStorage:
         self.final_obs = torch.zeros(*shape, obs_dim, **kw)
         self.advantages = torch.zeros(shape, **kw)
         self.returns = torch.zeros(shape, **kw)
-        self.step = 0
-        # per-step views made once: writing a step is then one copy_ per field, no indexing
-        fields = ("obs", "actions", "logprobs", "values", "rewards", "ended", "truncated", "final_obs")
-        self._at = [{name: getattr(self, name)[:, t] for name in fields} for t in range(steps)]
+        self._terminated = torch.zeros(shape, device=device, dtype=torch.bool)
+        self._pending: dict[str, list[Tensor | None]] = {name: [] for name in ACTION_FIELDS + OUTCOME_FIELDS}
+        self.full = False
 
     @property
-    def full(self) -> bool:
-        return self.step == self.steps
+    def step(self) -> int:
+        """How many steps (actions) have been recorded since the last :meth:`clear`."""
+        return self.steps if self.full else len(self._pending["obs"])
 
     def clear(self) -> None:
-        self.step = 0
+        self.full = False
+        for tensors in self._pending.values():
+            tensors.clear()
 
     def add_action(self, obs: Tensor, actions: Tensor, logprobs: Tensor, values: Tensor) -> None:
-        """Write what the agent saw and did at the current step (``[R, E, ...]`` each)."""
+        """Record what the agent saw and did at the current step (``[R, E, ...]`` each).
+
+        The storage keeps the tensors themselves until the rollout is full: do not write into
+        them afterwards.
+        """
+        pending = self._pending
         if self.full:
             raise RuntimeError(f"rollout storage is full ({self.steps} steps); call clear() after the update")
-        at = self._at[self.step]
-        at["obs"].copy_(obs)
-        at["actions"].copy_(actions)
-        at["logprobs"].copy_(logprobs)
-        at["values"].copy_(values)
+        if len(pending["obs"]) > len(pending["rewards"]):
+            raise RuntimeError("add_action called twice for one step; record its outcome first")
+        for name, value in zip(ACTION_FIELDS, (obs, actions, logprobs, values), strict=True):
+            pending[name].append(value)
 
     def add_outcome(
         self, rewards: Tensor, terminated: Tensor, truncated: Tensor, final_obs: Tensor | None = None
     ) -> None:
-        """Write the env's answer to the current step (``[R, E]`` each, ``final_obs [R, E, obs_dim]``)
-        and advance to the next step."""
-        at = self._at[self.step]
-        at["rewards"].copy_(rewards)
-        torch.logical_or(terminated, truncated, out=at["ended"])
-        torch.logical_and(truncated, ~terminated, out=at["truncated"])
-        if final_obs is not None:
-            at["final_obs"].copy_(final_obs)
-        self.step += 1
+        """Record the env's answer to the current step (``[R, E]`` each, ``final_obs [R, E, obs_dim]``)
+        and advance to the next step; the last step writes the rollout into the tensors."""
+        pending = self._pending
+        if self.full or len(pending["rewards"]) >= len(pending["obs"]):
+            raise RuntimeError("add_outcome without an action to answer; call add_action first")
+        for name, value in zip(OUTCOME_FIELDS, (rewards, terminated, truncated, final_obs), strict=True):
+            pending[name].append(value)
+        if len(pending["rewards"]) == self.steps:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        """Stack the recorded steps into the ``[R, T, E, ...]`` tensors: one copy per field."""
+        out = {name: getattr(self, name) for name in (*ACTION_FIELDS, "rewards", "truncated", "final_obs")}
+        out["terminated"] = self._terminated
+        for name, tensors in self._pending.items():
+            if name == "final_obs" and any(t is None for t in tensors):  # not given: zeros
+                zeros = torch.zeros_like(self.final_obs[:, 0])
+                tensors = [zeros if t is None else t for t in tensors]
+            torch.stack(tensors, dim=1, out=out[name])
+            tensors.clear()
+        torch.logical_or(self._terminated, self.truncated, out=self.ended)
+        self.truncated &= ~self._terminated  # bootstrap candidates: truncated and not terminated
+        self.full = True
 
     def compute_returns(self, last_value: Tensor, bootstrap: Tensor, gamma: float, lam: float) -> None:
         """Fill ``advantages`` and ``returns`` (see :func:`gae`); ``bootstrap [R, T, E]``."""

@@ -14,6 +14,7 @@ float32 on ``device`` at the end.
 from __future__ import annotations
 
 import abc
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,14 +81,15 @@ class AutoResetVecEnv(VecEnv):
         return torch.from_numpy(x).to(device=self.device, dtype=dtype)
 
     def _pack(self, parts: Sequence[np.ndarray], dtype: np.dtype) -> list[Tensor]:
-        """Arrays as tensors on ``device`` through one flat buffer: a few torch calls per step,
-        whatever the number of outputs (they are slow right after the simulator has filled the
+        """Arrays as tensors on ``device`` through one flat buffer: a few calls per step whatever
+        the number of outputs (torch calls are slow right after the simulator has filled the
         caches). Each tensor is a contiguous view of a fresh buffer."""
-        flat = torch.from_numpy(np.concatenate([p.ravel() for p in parts], dtype=dtype, casting="unsafe"))
-        if flat.device != self.device:
-            flat = flat.to(self.device)
-        pieces = torch.split(flat, [p.size for p in parts])
-        return [t.view(p.shape) if p.ndim > 1 else t for t, p in zip(pieces, parts, strict=True)]
+        flat = np.concatenate([p.ravel() for p in parts], dtype=dtype, casting="unsafe")
+        ends = list(itertools.accumulate(p.size for p in parts))
+        if self.device.type == "cpu":  # slice in numpy: cheaper than torch.split and its wrappers
+            return [torch.from_numpy(flat[e - p.size : e].reshape(p.shape)) for p, e in zip(parts, ends, strict=True)]
+        flat_t = torch.from_numpy(flat).to(self.device)
+        return [flat_t[e - p.size : e].view(p.shape) for p, e in zip(parts, ends, strict=True)]
 
     def reset(self, seeds: Sequence[int]) -> Tensor:
         """Reset every env; env e of run r draws its noise from (seeds[r], e). Returns obs ``[N, obs_dim]``."""

@@ -108,16 +108,21 @@ def test_loss_matches_torch_distributions_for_one_run():
 
 
 def test_act_logprob_matches_distribution_and_features_are_exposed():
-    agent = PPO(small_cfg(), OBS, ACT, [3, 4], envs_per_run=2)
+    agent = PPO(small_cfg(steps_per_update=4), OBS, ACT, [3, 4], envs_per_run=2)
     obs = torch.randn(4, OBS)
+    never = torch.zeros(4, dtype=torch.bool)
     with torch.inference_mode():
         actions = agent.act(obs)
+        assert [f.shape for f in agent.acting_features["actor"]] == [(2, 2, 8), (2, 2, 8)]
+        assert len(agent.acting_features["critic"]) == 2
+        agent.process_step(torch.zeros(4), never, never, obs)
+        agent.act(obs)
+        agent.process_step(torch.zeros(4), never, never, obs)  # the rollout (2 steps) is full now
     assert actions.shape == (4, ACT)
     mean = agent.actor.mlp(obs.view(2, 2, OBS))
     logp = torch.distributions.Normal(mean, 1.0).log_prob(actions.view(2, 2, ACT)).sum(-1)
     torch.testing.assert_close(agent.storage.logprobs[:, 0], logp)
-    assert [f.shape for f in agent.acting_features["actor"]] == [(2, 2, 8), (2, 2, 8)]
-    assert len(agent.acting_features["critic"]) == 2
+    torch.testing.assert_close(agent.storage.actions[:, 0], actions.view(2, 2, ACT))
 
 
 def test_truncation_bootstraps_from_final_obs_value():

@@ -80,6 +80,19 @@ def test_truncated_flag_excludes_terminations():
     s = RolloutStorage(num_runs=1, envs_per_run=3, steps=1, obs_dim=1, act_dim=1)
     term = torch.tensor([[True, False, True]])
     trunc = torch.tensor([[False, True, True]])
+    s.add_action(torch.zeros(1, 3, 1), torch.zeros(1, 3, 1), torch.zeros(1, 3), torch.zeros(1, 3))
     s.add_outcome(torch.zeros(1, 3), term, trunc)
+    assert s.full
     assert s.ended[0, 0].tolist() == [True, True, True]
     assert s.truncated[0, 0].tolist() == [False, True, False]
+
+
+def test_out_of_order_recording_is_refused():
+    s = RolloutStorage(num_runs=1, envs_per_run=1, steps=2, obs_dim=1, act_dim=1)
+    never = torch.zeros(1, 1, dtype=torch.bool)
+    with pytest.raises(RuntimeError, match="add_action first"):
+        s.add_outcome(torch.zeros(1, 1), never, never)
+    s.add_action(torch.zeros(1, 1, 1), torch.zeros(1, 1, 1), torch.zeros(1, 1), torch.zeros(1, 1))
+    with pytest.raises(RuntimeError, match="twice"):
+        s.add_action(torch.zeros(1, 1, 1), torch.zeros(1, 1, 1), torch.zeros(1, 1), torch.zeros(1, 1))
+    assert s.step == 1 and not s.full

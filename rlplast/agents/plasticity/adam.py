@@ -6,10 +6,11 @@ estimates from zero but keep the tensor's large step count t, so ``m_hat = m / (
 under-corrected: after s steps the estimate is too small by the factor ``1 - b1^s`` (with
 b1 = 0.99 the first step after a reset is 100 times too small, and ``v_hat`` likewise).
 
-Each parameter here keeps a scalar step (the fast path: torch's multi-tensor Adam arithmetic,
-checked against ``torch.optim.Adam`` in the tests) until the first reset of any of its units. A
-reset restarts a unit's slice along one dimension (CBP and ReDo reset rows of the incoming weight
-and bias, ``dim=1``, and columns of the outgoing weight, ``dim=2``), so an element's own step
+Each parameter here keeps a scalar step (the fast path: torch's fused Adam kernel, the one
+``torch.optim.Adam(fused=True)`` runs, checked against ``torch.optim.Adam`` in the tests) until
+the first reset of any of its units. A reset restarts a unit's slice along one dimension (CBP
+and ReDo reset rows of the incoming weight and bias, ``dim=1``, and columns of the outgoing
+weight, ``dim=2``), so an element's own step
 count is the one of its most recently reset row or column, and its bias correction
 ``d = 1 - beta^s`` is the smallest of theirs. The optimizer therefore keeps, per reset
 dimension, the corrections of each slice, ``[R, size]`` (advanced by ``d <- beta d + (1 - beta)``,
@@ -203,33 +204,67 @@ class Adam(ResettableOptimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            beta1, beta2 = group["betas"]
-            lr, eps, decay = group["lr"], group["eps"], group["weight_decay"]
-            grads = [p.grad for p in params]
-            if decay:
-                grads = torch._foreach_add(grads, params, alpha=decay)
             states = [self._param_state(p) for p in params]
             corrections = self._corrections(params, states, group)
-            exp_avgs = [state["exp_avg"] for state in states]
-            exp_avg_sqs = [state["exp_avg_sq"] for state in states]
-            # multi-tensor ops (one dispatch for all tensors), as torch's foreach Adam
-            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-            torch._foreach_mul_(exp_avg_sqs, beta2)
-            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-            scalar = [i for i, (corr1, _) in enumerate(corrections) if not isinstance(corr1, Tensor)]
-            if scalar:
-                denoms = torch._foreach_sqrt([exp_avg_sqs[i] for i in scalar])
-                torch._foreach_div_(denoms, [math.sqrt(corrections[i][1]) for i in scalar])
-                torch._foreach_add_(denoms, eps)
-                steps = [-lr / corrections[i][0] for i in scalar]
-                torch._foreach_addcdiv_([params[i] for i in scalar], [exp_avgs[i] for i in scalar], denoms, steps)
+            fused = [i for i, (corr1, _) in enumerate(corrections) if not isinstance(corr1, Tensor)]
+            if fused:
+                self._fused_step([params[i] for i in fused], [states[i] for i in fused], group)
             reset = [i for i, (corr1, _) in enumerate(corrections) if isinstance(corr1, Tensor)]
-            if reset:  # per-element bias corrections after a reset
-                # lr m_hat / (sqrt(v_hat) + eps) = lr m / (d1 (sqrt(v) / sqrt(d2) + eps)): no division
-                # of v or m, which hold subnormal floats (slow on CPUs) for tiny gradients
-                reset_params = [params[i] for i in reset]
-                denoms = torch._foreach_sqrt([exp_avg_sqs[i] for i in reset])
-                torch._foreach_div_(denoms, self._roots(reset_params, [corrections[i] for i in reset], group, 1))
-                torch._foreach_add_(denoms, eps)
-                torch._foreach_mul_(denoms, [corrections[i][0] for i in reset])
-                torch._foreach_addcdiv_(reset_params, [exp_avgs[i] for i in reset], denoms, value=-lr)
+            if reset:
+                self._reset_step(
+                    [params[i] for i in reset], [states[i] for i in reset], [corrections[i] for i in reset], group
+                )
+
+    @staticmethod
+    def _fused_step(params: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any]) -> None:
+        """Plain Adam with one step count per tensor: torch's fused kernel (one pass over each
+        tensor instead of about eight multi-tensor passes; it is what ``torch.optim.Adam(fused=True)``
+        runs). The kernel reads the step counts (already advanced by ``_corrections``) from tensors."""
+        beta1, beta2 = group["betas"]
+        steps: dict[int, Tensor] = {}
+        step_tensors = [
+            steps.setdefault(s["step"], torch.full((), float(s["step"]), device=p.device))
+            for p, s in zip(params, states, strict=True)
+        ]
+        torch._fused_adam_(
+            params,
+            [p.grad for p in params],
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [],
+            step_tensors,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            amsgrad=False,
+            maximize=False,
+        )
+
+    def _reset_step(
+        self,
+        params: list[Tensor],
+        states: list[dict[str, Any]],
+        corrections: list[list[float | Tensor]],
+        group: dict[str, Any],
+    ) -> None:
+        """Adam on tensors with reset units: per-element bias corrections (broadcast tensors).
+
+        ``lr m_hat / (sqrt(v_hat) + eps) = lr m / (d1 (sqrt(v) / sqrt(d2) + eps))``: no division
+        of v or m, which hold subnormal floats (slow on CPUs) for tiny gradients.
+        """
+        beta1, beta2 = group["betas"]
+        grads = [p.grad for p in params]
+        if group["weight_decay"]:
+            grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+        exp_avgs = [state["exp_avg"] for state in states]
+        exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+        denoms = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denoms, self._roots(params, corrections, group, 1))
+        torch._foreach_add_(denoms, group["eps"])
+        torch._foreach_mul_(denoms, [c[0] for c in corrections])
+        torch._foreach_addcdiv_(params, exp_avgs, denoms, value=-group["lr"])
