@@ -235,10 +235,16 @@ class PlasticityTracker:
         """
         if run_step < self._last_step:
             raise ValueError(f"run_step went back from {self._last_step} to {run_step}")
-        last, self._last_step = self._last_step, run_step
-        cheap = run_step // self.cfg.interval > last // self.cfg.interval
-        ranks = run_step // self.cfg.rank_interval > last // self.cfg.rank_interval
+        cheap, ranks = self._crossed(run_step, self.cfg.interval), self._crossed(run_step, self.cfg.rank_interval)
+        self._last_step = run_step
         return self.compute(cheap=cheap, ranks=ranks) if cheap or ranks else {}
+
+    def due(self, run_step: int) -> bool:
+        """Whether :meth:`maybe_compute` at ``run_step`` would compute anything."""
+        return self._crossed(run_step, self.cfg.interval) or self._crossed(run_step, self.cfg.rank_interval)
+
+    def _crossed(self, run_step: int, interval: int) -> bool:
+        return run_step // interval > self._last_step // interval
 
     @torch.no_grad()
     def compute(self, cheap: bool = True, ranks: bool = True) -> dict[str, Tensor]:

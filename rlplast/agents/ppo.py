@@ -145,7 +145,6 @@ class PPO:
         self.minibatch_generators = run_generators(self.seeds, SALT_MINIBATCH, self.device)
         self.num_updates = 0
         self.optimizer_steps = 0
-        self.acting_features: dict[str, list[Tensor]] = {}
         self._noise = self._noise_logprob = self._std = torch.empty(0)
 
     # -- structure ------------------------------------------------------------------------------
@@ -179,9 +178,14 @@ class PPO:
         mean = self.actor.mlp.act(obs)
         values = self.critic.mlp.act(obs).squeeze(-1)
         actions = torch.addcmul(mean, self._std, self._noise[:, t])
-        self.acting_features = {"actor": self.actor.mlp.features, "critic": self.critic.mlp.features}
         storage.add_action(obs, actions, self._noise_logprob[:, t], values)
         return actions.reshape(-1, self.act_dim)
+
+    @property
+    def acting_features(self) -> dict[str, list[Tensor]]:
+        """The hidden features of the last forward pass of each network, ``[R, B, width]`` each
+        (after :meth:`act`: the acting pass, B = E)."""
+        return {"actor": self.actor.mlp.features, "critic": self.critic.mlp.features}
 
     def _start_rollout(self) -> None:
         """Draw the rollout's action noise, one generator call per run (not per step), and the
@@ -204,8 +208,8 @@ class PPO:
         ``final_obs [N, obs_dim]`` (the last observation of envs that just ended)."""
         if self.cfg.bootstrap_truncated and final_obs is None:
             raise ValueError("agent.bootstrap_truncated needs the final observations (info['final_obs'])")
-        final = self._runs(final_obs) if self.cfg.bootstrap_truncated else None
-        self.storage.add_outcome(self._runs(reward), self._runs(terminated), self._runs(truncated), final)
+        final = final_obs if self.cfg.bootstrap_truncated else None
+        self.storage.add_outcome(reward, terminated, truncated, final)  # [N, ...]: the storage lays out runs
 
     def compute_returns(self, last_obs: Tensor) -> None:
         """GAE advantages and returns once the rollout is full; ``last_obs [N, obs_dim]``."""

@@ -117,7 +117,8 @@ class RolloutStorage:
             tensors.clear()
 
     def add_action(self, obs: Tensor, actions: Tensor, logprobs: Tensor, values: Tensor) -> None:
-        """Record what the agent saw and did at the current step (``[R, E, ...]`` each).
+        """Record what the agent saw and did at the current step (``[R, E, ...]`` each, or
+        ``[N, ...]`` with N = R * E run-major: the same memory order).
 
         The storage keeps the tensors themselves until the rollout is full: do not write into
         them afterwards.
@@ -133,8 +134,9 @@ class RolloutStorage:
     def add_outcome(
         self, rewards: Tensor, terminated: Tensor, truncated: Tensor, final_obs: Tensor | None = None
     ) -> None:
-        """Record the env's answer to the current step (``[R, E]`` each, ``final_obs [R, E, obs_dim]``)
-        and advance to the next step; the last step writes the rollout into the tensors."""
+        """Record the env's answer to the current step (``[R, E]`` each, ``final_obs [R, E, obs_dim]``;
+        or ``[N]``, ``[N, obs_dim]``) and advance to the next step; the last step writes the rollout
+        into the tensors."""
         pending = self._pending
         if self.full or len(pending["rewards"]) >= len(pending["obs"]):
             raise RuntimeError("add_outcome without an action to answer; call add_action first")
@@ -147,11 +149,14 @@ class RolloutStorage:
         """Stack the recorded steps into the ``[R, T, E, ...]`` tensors: one copy per field."""
         out = {name: getattr(self, name) for name in (*ACTION_FIELDS, "rewards", "truncated", "final_obs")}
         out["terminated"] = self._terminated
+        R, T, E = self.num_runs, self.steps, self.envs_per_run
         for name, tensors in self._pending.items():
             if name == "final_obs" and any(t is None for t in tensors):  # not given: zeros
                 zeros = torch.zeros_like(self.final_obs[:, 0])
                 tensors = [zeros if t is None else t for t in tensors]
-            torch.stack(tensors, dim=1, out=out[name])
+            target = out[name]
+            # [R, E, ...] and [N, ...] steps share one memory order: stack, then runs first
+            target.copy_(torch.stack(tensors).view(T, R, E, *target.shape[3:]).transpose(0, 1))
             tensors.clear()
         torch.logical_or(self._terminated, self.truncated, out=self.ended)
         self.truncated &= ~self._terminated  # bootstrap candidates: truncated and not terminated

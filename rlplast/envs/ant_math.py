@@ -55,7 +55,7 @@ class AntSpec(BaseModel):
 def contact_forces(cfrc_ext: np.ndarray, spec: AntSpec) -> np.ndarray:
     """``cfrc_ext [N, nbody, 6]`` clipped to ``contact_force_range``."""
     low, high = spec.contact_force_range
-    return np.clip(cfrc_ext, low, high)
+    return np.minimum(np.maximum(cfrc_ext, low), high)  # np.clip, without its wrapper's cost
 
 
 def observation(qpos: np.ndarray, qvel: np.ndarray, cfrc_ext: np.ndarray, spec: AntSpec) -> np.ndarray:

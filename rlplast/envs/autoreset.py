@@ -111,8 +111,11 @@ class AutoResetVecEnv(VecEnv):
         actions = torch.as_tensor(actions)
         if actions.shape != (self.num_envs, self.act_dim) or not actions.is_floating_point():
             self.check_actions(actions)  # raises with the details
-        act = actions.detach().to("cpu", torch.float64).numpy()
-        if not np.isfinite(act).all():
+        actions = actions.detach().cpu()
+        if actions.dtype == torch.bfloat16:  # the one float type numpy lacks
+            actions = actions.double()
+        act = np.array(actions.numpy(), dtype=np.float64)  # numpy's cast: cheaper than torch's here
+        if not np.isfinite(act.sum()):  # a NaN or inf anywhere makes the sum non-finite
             self.check_actions(actions)
         return act
 
