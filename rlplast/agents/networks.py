@@ -126,8 +126,13 @@ class MLP(nn.Module):
         for layer in hidden:
             x = act(layer.forward(x))
             feats.append(x.detach())
-        self.features = feats
+        self._set_features(feats)
         return last.forward(x)
+
+    def _set_features(self, feats: list[Tensor]) -> None:
+        # straight into the instance dict: nn.Module.__setattr__ first checks whether the value is
+        # a parameter, buffer or submodule, which costs more than a matmul at acting batch sizes
+        self.__dict__["features"] = feats
 
     def freeze_for_acting(self) -> None:
         """Cache detached views of the weights for :meth:`act` (call again whenever the parameter
@@ -150,7 +155,7 @@ class MLP(nn.Module):
             x = torch.baddbmm(b, x, w_t)
             x = x.relu_() if relu else ACTIVATIONS[self.activation](x)
             feats.append(x)
-        self.features = feats
+        self._set_features(feats)
         return torch.baddbmm(bias, x, weight_t)
 
     def hidden_layers(self) -> list[HiddenLayer]:
