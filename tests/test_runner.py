@@ -274,3 +274,20 @@ def test_bad_arguments():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             runner.resolve_device("cuda")
+
+
+def test_paused_gc_restores_the_collector():
+    import gc
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), runner.paused_gc():
+        assert not gc.isenabled()
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with runner.paused_gc():
+            pass
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()

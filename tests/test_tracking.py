@@ -133,13 +133,20 @@ def test_intervals_fire_when_a_multiple_is_crossed() -> None:
     tracker.observe()
     cheap, ranked = [], []
     for step in range(3, 30_001, 3):  # 3 envs per run: steps 3, 6, ...; 1000 is never hit exactly
+        due = tracker.due(step)
         out = tracker.maybe_compute(step)
+        assert due == bool(out)
         if tag("actor", "dormant_fraction") in out:
             cheap.append(step)
         if tag("actor", "stable_rank") in out:
             ranked.append(step)
     assert cheap == crossings(3, 1000, 30_000)
     assert ranked == crossings(3, 10_000, 30_000) == [10_002, 20_001, 30_000]
+    # asked only when due (as the runner does), it fires at the same steps
+    lazy = PlasticityTracker(cfg, {"actor": net}, R)
+    lazy.observe()
+    fired = [step for step in range(3, 30_001, 3) if lazy.due(step) and lazy.maybe_compute(step)]
+    assert fired == sorted(set(cheap) | set(ranked))
 
 
 def test_a_long_jump_fires_once_and_going_back_is_an_error() -> None:
