@@ -43,6 +43,7 @@ class AutoResetVecEnv(VecEnv):
         self.nonfinite_resets = np.zeros(n, dtype=np.int64)
         self._started = False
         self._all = np.arange(n)
+        self._no_returns, self._no_lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
 
     # ---- backend hooks -------------------------------------------------------------------------
 
@@ -132,16 +133,19 @@ class AutoResetVecEnv(VecEnv):
         self.episode_length += 1
         truncated = truncated | (self.episode_length >= self.cfg.max_episode_steps)
         done = terminated | truncated
-        ep_return = np.where(done, self.episode_return, 0.0)
-        ep_length = np.where(done, self.episode_length, 0)
-        self.episode_return[done] = 0.0
-        self.episode_length[done] = 0
-
-        changed = self.clock.tick() | self.clock.episode_end(done)
+        any_done = bool(done.any())  # rare: most steps skip the episode-end work
+        ep_return, ep_length = self._no_returns, self._no_lengths  # read-only zeros (packed = copied)
+        changed = self.clock.tick()
+        if any_done:
+            ep_return = np.where(done, self.episode_return, 0.0)
+            ep_length = np.where(done, self.episode_length, 0)
+            self.episode_return[done] = 0.0
+            self.episode_length[done] = 0
+            changed = changed | self.clock.episode_end(done)
         if changed.any():
             self._set_friction(np.flatnonzero(changed))
         next_obs = obs
-        if done.any():
+        if any_done:
             idx = np.flatnonzero(done)
             next_obs = obs.copy()
             next_obs[idx] = self._reset_envs(idx)
