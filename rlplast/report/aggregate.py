@@ -1,8 +1,9 @@
 """Reading an experiment's results folder and putting every run's curves on one step grid.
 
 An experiment folder holds ``<method>/seed<k>/`` run folders, each with ``metrics.csv`` in long
-format (``step,tag,value``), the resolved ``config.yaml`` and ``done.json`` once finished. Nothing
-here trains or needs torch: plots and reports are redrawn from these files alone.
+format (``step,tag,value``, read by :mod:`rlplast.report.metrics_csv`), the resolved ``config.yaml``
+and ``done.json`` once finished. Nothing here trains or needs torch: plots and reports are redrawn
+from these files alone.
 
 Episodic returns arrive at irregular steps (whenever an episode ends), so each run's values are
 averaged within the bins of a common step grid before runs are compared or averaged.
@@ -18,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from rlplast.report.metrics_csv import Series, read_metrics
+
 RETURN_TAG = "charts/episodic_return"
 FRICTION_TAG = "env/friction"
 METRICS_FILE = "metrics.csv"
@@ -26,14 +29,6 @@ CONFIG_FILE = "config.yaml"
 EXPERIMENT_FILE = "experiment.yaml"
 
 _SEED_DIR = re.compile(r"^seed(\d+)$")
-
-
-@dataclass(frozen=True)
-class Series:
-    """One scalar tag of one run: ``steps [n]`` (env steps, increasing) and ``values [n]``."""
-
-    steps: np.ndarray
-    values: np.ndarray
 
 
 @dataclass
@@ -79,46 +74,6 @@ class ExperimentResults:
     def has_tag(self, tag: str) -> bool:
         """Whether any run logged ``tag``."""
         return any(tag in run.scalars for run in self.all_runs())
-
-
-def read_metrics(path: Path, tags: Container[str] | None = None) -> dict[str, Series]:
-    """Read a long-format ``step,tag,value`` CSV into one :class:`Series` per tag.
-
-    A run resumed from a checkpoint logs again the steps after that checkpoint; when a tag's step
-    goes backwards, the rows it had at or after the new step are dropped (the later write wins).
-
-    Args:
-        path: the metrics.csv file.
-        tags: read only these tags (None: all). Filtering here keeps large files cheap.
-
-    Raises:
-        ValueError: if the header is not ``step,tag,value`` or a row is malformed (names the line).
-    """
-    columns: dict[str, tuple[list[float], list[float]]] = {}
-    with open(path, encoding="utf-8") as fh:
-        header = fh.readline().strip()
-        if header != "step,tag,value":
-            raise ValueError(f"{path}: header must be 'step,tag,value', got {header!r}")
-        for lineno, line in enumerate(fh, start=2):
-            parts = line.rstrip("\n").split(",")
-            if len(parts) != 3:
-                if not line.strip():
-                    continue
-                raise ValueError(f"{path}:{lineno}: expected 3 fields 'step,tag,value', got {line.strip()!r}")
-            step_text, tag, value_text = parts
-            if tags is not None and tag not in tags:
-                continue
-            try:
-                step, value = float(step_text), float(value_text)
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: step and value must be numbers, got {line.strip()!r}") from None
-            steps, values = columns.setdefault(tag, ([], []))
-            if steps and step < steps[-1]:
-                keep = int(np.searchsorted(steps, step, side="left"))
-                del steps[keep:], values[keep:]
-            steps.append(step)
-            values.append(value)
-    return {tag: Series(np.asarray(s, dtype=np.int64), np.asarray(v, dtype=float)) for tag, (s, v) in columns.items()}
 
 
 def load_yaml(path: Path) -> dict:
