@@ -1,7 +1,8 @@
 """Cost of the plasticity methods next to plain Adam, per optimizer step and per PPO update.
 
 * ``step``: one PPO-sized minibatch step: actor obs 27 -> 256 -> 256 -> 8 and critic
-  27 -> 256 -> 256 -> 1 on a minibatch of 128 per run (R runs), forward, backward,
+  27 -> 256 -> 256 -> 1 on a minibatch of 128 per run (R runs), forward, backward (of a loss
+  that, as PPO's, gives every parameter a gradient, ``log_std`` included),
   ``before_step`` hooks, optimizer step, ``after_step`` hooks. Rows: each method file; each
   method with plug-ins again without them (``(optimizer only)``: e.g. ppo_cbp's Adam has an L2
   term that ppo_tuned's has not, so the plug-in's own cost is the difference of the two rows);
@@ -86,8 +87,9 @@ def minibatch_stepper(method: str, runs: int, device: torch.device) -> Callable[
     ctx = StepContext(step=0)
 
     def step() -> None:
-        mean, _ = actor(obs)
-        loss = (mean - target).square().mean() + critic(obs).square().mean()
+        mean, std = actor(obs)
+        # a Gaussian negative log-likelihood: every parameter has a gradient (log_std too), as in PPO
+        loss = ((mean - target) / std).square().mean() + std.log().mean() + critic(obs).square().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for plugin in plugins:

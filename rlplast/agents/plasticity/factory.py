@@ -18,12 +18,13 @@ from rlplast.agents.plasticity.adam import Adam
 from rlplast.agents.plasticity.base import Plugin
 from rlplast.agents.plasticity.cbp import CBP, CBPConfig
 from rlplast.agents.plasticity.l1 import L1, L1Config
+from rlplast.agents.plasticity.noise import NoiseSource
 from rlplast.agents.plasticity.redo import ReDo, ReDoConfig
 from rlplast.agents.plasticity.shrink_perturb import ShrinkPerturb, ShrinkPerturbConfig
 from rlplast.agents.plasticity.upgd import UPGD
 
 UPGD_KINDS = ("upgd", "adaupgd")
-UPGD_FIELDS = ("beta_utility", "sigma")
+UPGD_FIELDS = ("beta_utility", "sigma", "noise")
 
 
 class OptimizerConfig(BaseModel):
@@ -31,7 +32,8 @@ class OptimizerConfig(BaseModel):
 
     ``weight_decay`` is coupled L2 (added to the gradient) for ``adam`` and ``sgd`` and decoupled
     (``w <- (1 - lr * weight_decay) w``) for ``upgd`` and ``adaupgd``, as in their papers.
-    ``beta_utility`` and ``sigma`` belong to the UPGD kinds only.
+    ``beta_utility``, ``sigma`` and ``noise`` belong to the UPGD kinds only; ``noise`` is the source
+    of the perturbation (see rlplast/agents/plasticity/noise.py).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -43,6 +45,7 @@ class OptimizerConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0)
     beta_utility: float = Field(0.999, ge=0, lt=1, description="UPGD: decay of the utility trace")
     sigma: float = Field(1e-3, ge=0, description="UPGD: std of the Gaussian perturbation")
+    noise: NoiseSource = Field("table", description="UPGD: shared noise table slices, or exact randn draws")
 
     @model_validator(mode="after")
     def _upgd_fields_need_upgd(self) -> OptimizerConfig:
@@ -85,6 +88,7 @@ def build_optimizer(
             adaptive=cfg.kind == "adaupgd",
             betas=cfg.betas,
             eps=cfg.eps,
+            noise=cfg.noise,
         )
     raise ValueError(f"unknown optimizer kind {cfg.kind!r}; known: adam, sgd, upgd, adaupgd")
 

@@ -18,7 +18,16 @@ noise). So does a run whose eta is below the smallest normal float (all utilitie
 most units are dead): ``1 / eta`` would overflow and turn zero utilities into NaN.
 Departures from the reference code (``mohmdelsayed/upgd``): eta is the max of the bias-corrected
 utilities (the reference takes the raw trace's max) and the step is ``lr`` (the reference uses
-``2 lr``). The noise of run r comes from run r's own generator on the parameters' device.
+``2 lr``). The noise of run r comes from run r's own generator: slices of the shared noise table
+(``noise="table"``, the default) or fresh ``torch.randn`` draws (``noise="exact"``); see noise.py.
+
+Speed: on a CPU an elementwise pass costs mostly its per-tensor dispatch, so the per-weight state
+(utility, Adam moments) lives in flat ``[R, total]`` buffers, each parameter's state a view of
+them: the per-run max is one ``amax`` and most passes are one op over all weights. While every
+parameter has a gradient (as in PPO) and one bias correction holds for all weights (no unit was
+reset), a step takes :meth:`UPGD._flat_update`, whose Adam direction is one pass of torch's fused
+Adam kernel and whose decay rides on the last pass; otherwise :meth:`UPGD._list_update` does the
+same math tensor by tensor.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import torch
 from torch import Tensor
 
 from rlplast.agents.plasticity.adam import ResettableOptimizer, binary
-from rlplast.agents.plasticity.noise import RunNoise
+from rlplast.agents.plasticity.noise import NoiseSource, RunNoise, decay_and_add_, decay_divisor, run_views
 
 SALT = 0x0BD
 
@@ -40,7 +49,7 @@ class UPGD(ResettableOptimizer):
     """UPGD (``adaptive=False``) or AdaUPGD (``adaptive=True``) over ``[R, ...]`` parameters.
 
     Args:
-        params: parameters, each with the leading run dimension R (one parameter group).
+        params: parameters, each with the leading run dimension R, on one device (one group).
         seeds: the run seeds, length R (for the perturbation noise).
         lr: step size.
         beta_utility: decay of the utility trace.
@@ -49,6 +58,7 @@ class UPGD(ResettableOptimizer):
         adaptive: AdaUPGD (Adam-normalised direction) instead of the gradient.
         betas: Adam decay rates (AdaUPGD only).
         eps: Adam denominator term (AdaUPGD only).
+        noise: source of the perturbation: ``"table"`` (shared noise table) or ``"exact"``.
     """
 
     def __init__(
@@ -62,6 +72,7 @@ class UPGD(ResettableOptimizer):
         adaptive: bool = False,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
+        noise: NoiseSource = "table",
     ):
         params = list(params)
         if lr <= 0 or sigma < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in (beta_utility, *betas)):
@@ -84,11 +95,33 @@ class UPGD(ResettableOptimizer):
         super().__init__(params, defaults)
         self.adaptive = adaptive
         self.state_keys = ("utility", "exp_avg", "exp_avg_sq") if adaptive else ("utility",)
-        self.noise = RunNoise(params, seeds, SALT)
+        self.noise = RunNoise(params, seeds, SALT, noise)
         self.num_runs = len(seeds)
+        self.params = params
+        # [R, total] buffers, each with its per-parameter views: the per-weight state, and scratch
+        # for the scaled utility ("keep" = 1 - U_bar), the step direction and the gradients
+        names = [*self.state_keys, "keep", "direction", *(["grad"] if adaptive else [])]
+        self.flat = {name: params[0].new_zeros(len(seeds), self.noise.numel) for name in names}
+        self.views = {name: run_views(flat, params) for name, flat in self.flat.items()}
+        self.step_count = torch.zeros((), device=params[0].device)  # float32, for the fused kernel
+        self._attach_state()
 
     def _betas(self, group: dict[str, Any]) -> tuple[float, ...]:
         return (group["beta_utility"], *group["betas"]) if self.adaptive else (group["beta_utility"],)
+
+    def _attach_state(self) -> None:
+        """Make every parameter's per-weight state the views of the flat buffers, keeping its
+        values (a loaded state is copied in; a missing one starts at zero, step 0)."""
+        for i, param in enumerate(self.params):
+            state = self.state[param]
+            state.setdefault("step", 0)
+            for name in self.state_keys:
+                view, held = self.views[name][i], state.get(name)
+                if held is None:
+                    view.zero_()
+                elif held is not view:
+                    view.copy_(held)
+                state[name] = view
 
     def state_dict(self) -> dict[str, Any]:
         """Torch's optimizer state plus the noise generators' states."""
@@ -98,6 +131,7 @@ class UPGD(ResettableOptimizer):
         state_dict = dict(state_dict)
         self.noise.load_state_dict(state_dict.pop("noise"))
         super().load_state_dict(state_dict)
+        self._attach_state()
 
     def _update(self) -> None:
         if len(self.param_groups) != 1:
@@ -106,59 +140,117 @@ class UPGD(ResettableOptimizer):
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             return
-        beta_u = group["beta_utility"]
+        states = [self.state[p] for p in params]  # attached at construction
+        steps = {state["step"] for state in states}
+        if len(params) == len(self.params) and len(steps) == 1 and not any(s.get("reset_dims") for s in states):
+            # one bias correction 1 - beta^step for every weight, no slice corrections to advance:
+            # counting the step is all that _corrections would do
+            for state in states:
+                state["step"] += 1
+            self._flat_update(group, states[0]["step"])
+        else:
+            self._list_update(params, group)
+
+    @staticmethod
+    def _keep_coefficients(eta: Tensor) -> tuple[Tensor, Tensor]:
+        """``(scale, offset)`` shaped like ``eta`` (the per-run max of U_hat) such that
+        ``keep = 1 - U_bar = sigmoid(offset + scale * U_hat)``.
+
+        keep = 1 - sigmoid(U_hat / eta) = sigmoid(-U_hat / eta); a run with eta <= 0 (or so small
+        that 1 / eta overflows, and 0 * inf would give NaN) is not protected:
+        sigmoid(0 * U_hat + inf) = 1.
+        """
+        protected = eta > torch.finfo(eta.dtype).tiny
+        return torch.where(protected, -1 / eta, 0.0), torch.where(protected, 0.0, math.inf)
+
+    def _flat_update(self, group: dict[str, Any], step: int) -> None:
+        """The step when every parameter has a gradient and one bias correction (step count)
+        holds for all weights: whole-buffer ops on the ``[R, total]`` buffers, torch's fused Adam
+        for AdaUPGD, and the decay folded into the last pass."""
+        params, grads = self.params, [p.grad for p in self.params]
+        flat, views = self.flat, self.views
+        beta_u, sigma, lr, decay = group["beta_utility"], group["sigma"], group["lr"], group["weight_decay"]
+        utility, keep, direction = flat["utility"], flat["keep"], flat["direction"]
+        utility.mul_(beta_u)
+        torch._foreach_addcmul_(views["utility"], grads, params, value=-(1 - beta_u))
+        # one bias correction for all: U_hat / max U_hat = U / max U
+        scale, offset = self._keep_coefficients(utility.amax(1, keepdim=True))  # [R, 1]
+        torch.mul(utility, scale, out=keep)  # (addcmul broadcasts slowly)
+        if keep.device.type != "cpu" or bool(offset.any()):  # some run unprotected (no sync on a CPU)
+            keep.add_(offset)
+        keep.sigmoid_()
+        # direction <- -(d + sigma xi) * k, where k makes (1 - U_bar) * direction the increment y of
+        # w <- (1 - lr lambda) w + y, divided as decay_and_add_ wants it
+        delta = lr * decay
+        k = lr / decay_divisor(delta)
+        if sigma > 0:
+            self.noise.draw_into(direction, -sigma * k)
+        else:
+            direction.zero_()
+        if self.adaptive:
+            self._subtract_adam_direction(group, step, grads, k)
+        else:
+            torch._foreach_sub_(views["direction"], grads, alpha=k)
+        keep.mul_(direction)  # now y / decay_divisor(delta)
+        decay_and_add_(params, views["keep"], delta)
+
+    def _subtract_adam_direction(self, group: dict[str, Any], step: int, grads: list[Tensor], scale: float) -> None:
+        """``direction -= scale * m_hat / (sqrt(v_hat) + eps)`` after updating the moments with
+        ``grads``, in one pass: torch's fused Adam kernel, the direction as its parameter.
+
+        The kernel reads the bias corrections from ``step_count`` (which it does not advance) and
+        needs contiguous tensors: with one run every view is, and it reads the gradients in place;
+        else they are copied into one buffer.
+        """
+        flat, views = self.flat, self.views
+        if self.num_runs == 1 and all(g.is_contiguous() for g in grads):
+            lists = (views["direction"], grads, views["exp_avg"], views["exp_avg_sq"])
+        else:
+            torch._foreach_copy_(views["grad"], grads)
+            lists = ([flat["direction"]], [flat["grad"]], [flat["exp_avg"]], [flat["exp_avg_sq"]])
+        beta1, beta2 = group["betas"]
+        self.step_count.fill_(step)
+        steps = [self.step_count] * len(lists[0])
+        options = {"lr": scale, "beta1": beta1, "beta2": beta2, "eps": group["eps"], "weight_decay": 0.0}
+        torch._fused_adam_(*lists, [], steps, amsgrad=False, maximize=False, **options)  # []: no AMSGrad maxima
+
+    def _list_update(self, params: list[Tensor], group: dict[str, Any]) -> None:
+        """The step tensor by tensor: per-parameter (or per-element, after a reset) bias
+        corrections, and parameters without a gradient left alone.
+
+        AdaUPGD's direction is ``m_hat / (sqrt(v_hat) + eps) = m / (d1 (sqrt(v) / sqrt(d2) + eps))``
+        (no division of the moments, which hold subnormal floats for tiny gradients: slow on CPUs).
+        """
         states = [self._param_state(p) for p in params]
         corrections = self._corrections(params, states, group)
+        beta_u, sigma, lr, decay = group["beta_utility"], group["sigma"], group["lr"], group["weight_decay"]
         grads = [p.grad for p in params]
         utilities = [state["utility"] for state in states]
-        # multi-tensor ops: one dispatch for all parameters (the step is launch-bound)
         torch._foreach_mul_(utilities, beta_u)
         torch._foreach_addcmul_(utilities, grads, params, value=-(1 - beta_u))
-        first = corrections[0][0]
-        if not all(isinstance(c[0], float) and c[0] == first for c in corrections):
-            utilities = binary("div", utilities, [c[0] for c in corrections])
-        # else one bias correction for all: U_hat / max U_hat = U / max U, no division needed
-        eta = torch.cat([u.flatten(1) for u in utilities], 1).amax(1)  # [R]
-        # keep = 1 - sigmoid(U_hat / eta) = sigmoid(-U_hat / eta); a run with eta <= 0 (or so
-        # small that 1 / eta overflows, and 0 * inf would give NaN) is not protected:
-        # sigmoid(0 * U_hat + inf) = 1
-        protected = eta > torch.finfo(eta.dtype).tiny
-        scale = torch.where(protected, -1 / eta, 0.0)
-        offset = torch.where(protected, 0.0, math.inf)
+        utilities = binary("div", utilities, [c[0] for c in corrections])
+        eta = torch.stack([u.flatten(1).amax(1) for u in utilities]).amax(0)  # [R]
+        scale, offset = self._keep_coefficients(eta)
         keeps = []
         for u in utilities:
             shape = (-1, *[1] * (u.dim() - 1))
             keeps.append(torch.addcmul(offset.view(shape), u, scale.view(shape)))
         torch._foreach_sigmoid_(keeps)
-        directions = self._directions(params, states, corrections, group)
-        sigma, lr, decay = group["sigma"], group["lr"], group["weight_decay"]
+        directions = grads
+        if self.adaptive:
+            beta1, beta2 = group["betas"]
+            exp_avgs = [state["exp_avg"] for state in states]
+            exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+            denoms = binary("div", torch._foreach_sqrt(exp_avg_sqs), self._roots(params, corrections, group, 2))
+            torch._foreach_add_(denoms, group["eps"])
+            denoms = binary("mul", denoms, [c[1] for c in corrections])
+            directions = list(torch._foreach_div(exp_avgs, denoms))
         if sigma > 0:
-            noise = dict(zip(map(id, group["params"]), self.noise.draw(), strict=True))
+            noise = dict(zip(map(id, self.params), self.noise.draw(), strict=True))
             directions = torch._foreach_add(directions, [noise[id(p)] for p in params], alpha=sigma)
         if decay:
             torch._foreach_mul_(params, 1 - lr * decay)
         torch._foreach_addcmul_(params, directions, keeps, value=-lr)
-
-    def _directions(
-        self,
-        params: list[Tensor],
-        states: list[dict[str, Any]],
-        corrections: list[list[float | Tensor]],
-        group: dict[str, Any],
-    ) -> list[Tensor]:
-        """The unscaled step directions: the gradients, or AdaUPGD's Adam-normalised gradients
-        ``m_hat / (sqrt(v_hat) + eps) = m / (d1 (sqrt(v) / sqrt(d2) + eps))`` (no division of the
-        moments, which hold subnormal floats for tiny gradients: slow on CPUs)."""
-        grads = [p.grad for p in params]
-        if not self.adaptive:
-            return grads
-        beta1, beta2 = group["betas"]
-        exp_avgs = [state["exp_avg"] for state in states]
-        exp_avg_sqs = [state["exp_avg_sq"] for state in states]
-        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-        denoms = binary("div", torch._foreach_sqrt(exp_avg_sqs), self._roots(params, corrections, group, 2))
-        torch._foreach_add_(denoms, group["eps"])
-        denoms = binary("mul", denoms, [c[1] for c in corrections])
-        return list(torch._foreach_div(exp_avgs, denoms))

@@ -12,6 +12,7 @@ from rlplast.agents.plasticity import redo, shrink_perturb
 from rlplast.agents.plasticity.adam import Adam
 from rlplast.agents.plasticity.base import StepContext
 from rlplast.agents.plasticity.l1 import L1, L1Config
+from rlplast.agents.plasticity.noise import noise_table, table_size
 from rlplast.agents.plasticity.redo import ReDo, ReDoConfig, dormant_scores
 from rlplast.agents.plasticity.shrink_perturb import ShrinkPerturb, ShrinkPerturbConfig
 
@@ -90,14 +91,21 @@ def test_redo_run_group_equals_runs_alone_and_resumes(tiny):
     assert torch.equal(fresh.generators[1].get_state(), half.generators[1].get_state())
 
 
-def test_shrink_and_perturb_by_hand():
+@pytest.mark.parametrize("source", ["exact", "table"])
+def test_shrink_and_perturb_by_hand(source):
     mlp = hand_net()
     before = [p.detach().clone() for p in mlp.parameters()]
-    cfg = ShrinkPerturbConfig(shrink=0.1, noise_std=0.5)
+    cfg = ShrinkPerturbConfig(shrink=0.1, noise_std=0.5, noise=source)
     ShrinkPerturb(cfg, mlp.hidden_layers(), Adam(mlp.parameters()), [SEED]).after_step(StepContext(step=1))
-    # one draw of all 3*2 + 3 + 1*3 + 1 = 13 numbers per run, in parameter order
+    # one draw of all 3*2 + 3 + 1*3 + 1 = 13 numbers per run, in parameter order: fresh normals
+    # from the run's generator, or the table's slice at an offset drawn from it
     gen = torch.Generator().manual_seed(SEED * 1_000_003 + shrink_perturb.SALT)
-    noise = torch.randn(13, generator=gen) * 0.5
+    if source == "exact":
+        noise = torch.randn(13, generator=gen) * 0.5
+    else:
+        table = noise_table(table_size(13), torch.device("cpu"), torch.float32)
+        start = int(torch.randint(len(table) - 13 + 1, (1,), generator=gen))
+        noise = table[start : start + 13] * 0.5
     offset = 0
     for p, b in zip(mlp.parameters(), before, strict=True):
         n = b.numel()
@@ -133,6 +141,7 @@ def test_l1_adds_strength_times_sign_to_weight_gradients_only():
         (ReDoConfig, "tau", -0.1),
         (ReDoConfig, "period", 0),
         (ShrinkPerturbConfig, "shrink", 1.0),
+        (ShrinkPerturbConfig, "noise", "gaussian"),
         (L1Config, "strength", 0),
     ],
 )

@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from rlplast.agents.plasticity import OptimizerConfig, build_optimizer, upgd
+from rlplast.agents.plasticity.noise import noise_table, table_size
 from rlplast.agents.plasticity.upgd import UPGD
 
 
@@ -88,13 +90,17 @@ def test_adaupgd_first_step_is_sign_times_protection():
         assert w[0, j].item() == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize("noise", ["table", "exact"])
 @pytest.mark.parametrize("adaptive", [False, True])
-def test_noisy_run_group_equals_runs_alone_and_resumes_exactly(tiny, adaptive):
+def test_noisy_run_group_equals_runs_alone_and_resumes_exactly(tiny, adaptive, noise):
     seeds = [6, 1]
 
     def build(group_seeds):
         mlp = tiny.make_mlp(group_seeds)
-        return mlp, UPGD(mlp.parameters(), group_seeds, lr=1e-2, sigma=0.05, weight_decay=1e-3, adaptive=adaptive)
+        opt = UPGD(
+            mlp.parameters(), group_seeds, lr=1e-2, sigma=0.05, weight_decay=1e-3, adaptive=adaptive, noise=noise
+        )
+        return mlp, opt
 
     group, opt = build(seeds)
     stream = tiny.Stream(seeds)
@@ -116,6 +122,85 @@ def test_noisy_run_group_equals_runs_alone_and_resumes_exactly(tiny, adaptive):
     tiny.train(resumed, resumed_opt, [], stream, 10)
     for a, b in zip(group.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("noise", ["table", "exact"])
+def test_the_perturbation_is_the_runs_noise_by_hand(noise):
+    # zero gradients: no utility (eta = 0, no protection) and no Adam direction (0 / eps), so
+    # w <- (1 - lr lambda) w - lr sigma xi with xi the run's draw of all 2*3 + 2 numbers
+    weight, bias = params_with_grads(
+        [([[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]], [[[0.0] * 3] * 2]), ([[1.0, -1.0]], [[0.0, 0.0]])]
+    )
+    start = [weight.detach().clone(), bias.detach().clone()]
+    opt = UPGD([weight, bias], [7], lr=0.5, sigma=0.1, weight_decay=0.01, adaptive=True, noise=noise)
+    opt.step()
+    gen = torch.Generator().manual_seed(7 * 1_000_003 + upgd.SALT)
+    if noise == "exact":
+        xi = torch.randn(8, generator=gen)
+    else:
+        table = noise_table(table_size(8), torch.device("cpu"), torch.float32)
+        offset = int(torch.randint(len(table) - 8 + 1, (1,), generator=gen))
+        xi = table[offset : offset + 8]
+    torch.testing.assert_close(weight[0].flatten(), (1 - 0.005) * start[0][0].flatten() - 0.05 * xi[:6])
+    torch.testing.assert_close(bias[0], (1 - 0.005) * start[1][0] - 0.05 * xi[6:])
+
+
+@pytest.mark.parametrize("decay", [0.0, 1e-3])
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_the_whole_buffer_step_equals_the_tensor_by_tensor_step(tiny, adaptive, decay):
+    # a reset of no unit gives every parameter per-slice bias corrections (all equal to the
+    # shared one), which sends each step down the tensor-by-tensor path
+    seeds = [3, 8]
+    nets, opts = [], []
+    for _ in range(2):
+        mlp = tiny.make_mlp(seeds, hidden=(8, 8))
+        nets.append(mlp)
+        opts.append(UPGD(mlp.parameters(), seeds, lr=1e-2, sigma=0.05, weight_decay=decay, adaptive=adaptive))
+    none = torch.zeros(0, dtype=torch.long)
+    for p in nets[1].parameters():
+        opts[1].reset_units(p, 1, none, none)
+    for mlp, opt in zip(nets, opts, strict=True):
+        tiny.train(mlp, opt, [], tiny.Stream(seeds), 15)
+    assert all(opts[1].state[p].get("reset_dims") for p in nets[1].parameters())
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    for name in opts[0].state_keys:
+        for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+            torch.testing.assert_close(opts[0].state[a][name], opts[1].state[b][name], rtol=1e-4, atol=1e-6)
+
+
+def test_state_tensors_are_views_of_the_flat_buffers_before_and_after_a_load(tiny):
+    mlp = tiny.make_mlp([0, 1])
+    opt = UPGD(mlp.parameters(), [0, 1], lr=1e-2, adaptive=True)
+    tiny.train(mlp, opt, [], tiny.Stream([0, 1]), 3)
+    saved = tiny.roundtrip(opt.state_dict())
+    fresh = UPGD(mlp.parameters(), [0, 1], lr=1e-2, adaptive=True)
+    fresh.load_state_dict(saved)
+    for o in (opt, fresh):
+        for i, p in enumerate(mlp.parameters()):
+            for name in o.state_keys:
+                assert o.state[p][name].data_ptr() == o.views[name][i].data_ptr()
+    for p in mlp.parameters():
+        assert fresh.state[p]["step"] == 3
+        for name in opt.state_keys:
+            assert torch.equal(fresh.state[p][name], opt.state[p][name])
+
+
+def test_a_parameter_without_a_gradient_is_left_alone():
+    w, b = params_with_grads([([[1.0, 2.0]], [[-0.5, -2.0]]), ([[3.0]], [[0.0]])])
+    b.grad = None
+    opt = UPGD([w, b], [0], lr=0.01, sigma=0.1, weight_decay=0.1, adaptive=True)
+    opt.step()
+    assert torch.equal(b, torch.tensor([[3.0]])) and opt.state[b]["step"] == 0 and opt.state[w]["step"] == 1
+    assert not torch.equal(w, torch.tensor([[1.0, 2.0]]))
+
+
+def test_build_optimizer_passes_the_noise_source_and_adam_rejects_it(tiny):
+    params = list(tiny.make_mlp([0]).parameters())
+    assert build_optimizer(OptimizerConfig(kind="adaupgd"), params, [0]).noise.table is not None
+    assert build_optimizer(OptimizerConfig(kind="upgd", noise="exact"), params, [0]).noise.table is None
+    with pytest.raises(ValueError, match="noise"):
+        OptimizerConfig(kind="adam", noise="exact")
 
 
 def test_reset_units_forgets_the_utility():
