@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlplast.agents.plasticity.corrections import SliceCorrections, key
+from rlplast.agents.plasticity.corrections import ResetCorrections, SliceCorrections, key
 
 
 def binary(op: str, tensors: list[Tensor], others: list[float | Tensor]) -> list[Tensor]:
@@ -43,6 +43,25 @@ def binary(op: str, tensors: list[Tensor], others: list[float | Tensor]) -> list
     if len(kinds) <= 1:
         return list(getattr(torch, f"_foreach_{op}")(tensors, others))
     return [getattr(torch, op)(t, o) for t, o in zip(tensors, others, strict=True)]
+
+
+def update_moments(exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor], grads: list[Tensor], betas: Any) -> None:
+    """Adam's moment updates in place: ``m <- lerp(m, g, 1 - b1)``, ``v <- b2 v + (1 - b2) g^2``."""
+    beta1, beta2 = betas
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+
+
+def corrected_denominators(
+    exp_avg_sqs: list[Tensor], first: list[float | Tensor], second_roots: list[float | Tensor], eps: float
+) -> list[Tensor]:
+    """``d1 (sqrt(v) / sqrt(d2) + eps)`` per tensor, so that ``m / denominator`` is Adam's
+    ``m_hat / (sqrt(v_hat) + eps)`` (d1, d2: the bias corrections, numbers or broadcastable
+    tensors). No division of v or m, which hold subnormal floats (slow on CPUs) for tiny gradients."""
+    denoms = binary("div", torch._foreach_sqrt(exp_avg_sqs), second_roots)
+    torch._foreach_add_(denoms, eps)
+    return binary("mul", denoms, first)
 
 
 class ResettableOptimizer(torch.optim.Optimizer):
@@ -91,30 +110,26 @@ class ResettableOptimizer(torch.optim.Optimizer):
 
     def _corrections(
         self, params: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any]
-    ) -> list[list[float | Tensor]]:
+    ) -> list[list[float] | ResetCorrections]:
         """Count one step of every parameter and return, per parameter, ``1 - beta^step`` per
-        beta: floats, or once units of the parameter were reset, tensors broadcastable to it."""
+        beta: floats, or once units of the parameter were reset, :class:`ResetCorrections`
+        (tensors broadcastable to it)."""
         betas = self._betas(group)
         slices = self._group_slices(group)
         slices.advance(betas, params)
-        out = []
+        out: list[list[float] | ResetCorrections] = []
         for param, state in zip(params, states, strict=True):
             state["step"] += 1
             if state.get("reset_dims"):
-                out.append([slices.combined(param, j) for j in range(len(betas))])
+                out.append(ResetCorrections(slices, param))
             else:
                 out.append([1.0 - beta ** state["step"] for beta in betas])
         return out
 
-    def _roots(
-        self, params: list[Tensor], corrections: list[list[float | Tensor]], group: dict[str, Any], j: int
-    ) -> list[float | Tensor]:
+    @staticmethod
+    def _roots(corrections: list[list[float] | ResetCorrections], j: int) -> list[float | Tensor]:
         """Square roots of correction ``j`` of every parameter (numbers or broadcastable tensors)."""
-        slices = self._group_slices(group)
-        return [
-            slices.combined(p, j, root=True) if isinstance(c[j], Tensor) else math.sqrt(c[j])
-            for p, c in zip(params, corrections, strict=True)
-        ]
+        return [c.root(j) if isinstance(c, ResetCorrections) else math.sqrt(c[j]) for c in corrections]
 
     def bias_corrections(self, param: Tensor) -> list[Tensor]:
         """The current ``1 - beta^s`` of every element of ``param`` per beta, ``param``-shaped
@@ -206,10 +221,10 @@ class Adam(ResettableOptimizer):
                 continue
             states = [self._param_state(p) for p in params]
             corrections = self._corrections(params, states, group)
-            fused = [i for i, (corr1, _) in enumerate(corrections) if not isinstance(corr1, Tensor)]
+            fused = [i for i, c in enumerate(corrections) if not isinstance(c, ResetCorrections)]
             if fused:
                 self._fused_step([params[i] for i in fused], [states[i] for i in fused], group)
-            reset = [i for i, (corr1, _) in enumerate(corrections) if isinstance(corr1, Tensor)]
+            reset = [i for i, c in enumerate(corrections) if isinstance(c, ResetCorrections)]
             if reset:
                 self._reset_step(
                     [params[i] for i in reset], [states[i] for i in reset], [corrections[i] for i in reset], group
@@ -246,25 +261,16 @@ class Adam(ResettableOptimizer):
         self,
         params: list[Tensor],
         states: list[dict[str, Any]],
-        corrections: list[list[float | Tensor]],
+        corrections: list[ResetCorrections],
         group: dict[str, Any],
     ) -> None:
-        """Adam on tensors with reset units: per-element bias corrections (broadcast tensors).
-
-        ``lr m_hat / (sqrt(v_hat) + eps) = lr m / (d1 (sqrt(v) / sqrt(d2) + eps))``: no division
-        of v or m, which hold subnormal floats (slow on CPUs) for tiny gradients.
-        """
-        beta1, beta2 = group["betas"]
+        """Adam on tensors with reset units: per-element bias corrections (broadcast tensors)."""
         grads = [p.grad for p in params]
         if group["weight_decay"]:
             grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
         exp_avgs = [state["exp_avg"] for state in states]
         exp_avg_sqs = [state["exp_avg_sq"] for state in states]
-        torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-        torch._foreach_mul_(exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-        denoms = torch._foreach_sqrt(exp_avg_sqs)
-        torch._foreach_div_(denoms, self._roots(params, corrections, group, 1))
-        torch._foreach_add_(denoms, group["eps"])
-        torch._foreach_mul_(denoms, [c[0] for c in corrections])
+        update_moments(exp_avgs, exp_avg_sqs, grads, group["betas"])
+        first = [c[0] for c in corrections]
+        denoms = corrected_denominators(exp_avg_sqs, first, self._roots(corrections, 1), group["eps"])
         torch._foreach_addcdiv_(params, exp_avgs, denoms, value=-group["lr"])

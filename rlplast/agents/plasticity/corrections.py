@@ -90,5 +90,26 @@ class SliceCorrections:
 
     def combined(self, param: Tensor, beta_index: int, root: bool = False) -> Tensor:
         """Correction ``beta_index`` of every element of ``param`` (its square root if ``root``),
-        broadcastable to ``param``."""
-        return functools.reduce(torch.minimum, self.shaped[(id(param), root)][beta_index])
+        broadcastable to ``param``: the slices' view itself for one reset dimension, their
+        elementwise minimum (a new full-size tensor) for two."""
+        views = self.shaped[(id(param), root)][beta_index]
+        return views[0] if len(views) == 1 else functools.reduce(torch.minimum, views)
+
+
+class ResetCorrections:
+    """The bias corrections of a parameter with reset units, computed when read (a parameter
+    reset along two dimensions pays a full-size minimum per correction, so only those an
+    optimizer uses are made).
+
+    ``corrections[j]`` is correction j, ``corrections.root(j)`` its square root, both
+    broadcastable to the parameter.
+    """
+
+    def __init__(self, slices: SliceCorrections, param: Tensor):
+        self.slices, self.param = slices, param
+
+    def __getitem__(self, beta_index: int) -> Tensor:
+        return self.slices.combined(self.param, beta_index)
+
+    def root(self, beta_index: int) -> Tensor:
+        return self.slices.combined(self.param, beta_index, root=True)

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlplast.agents.plasticity.adam import ResettableOptimizer, binary
+from rlplast.agents.plasticity.adam import ResettableOptimizer, binary, corrected_denominators, update_moments
 from rlplast.agents.plasticity.noise import NoiseSource, RunNoise, decay_and_add_, decay_divisor, run_views
 
 SALT = 0x0BD
@@ -238,15 +238,11 @@ class UPGD(ResettableOptimizer):
         torch._foreach_sigmoid_(keeps)
         directions = grads
         if self.adaptive:
-            beta1, beta2 = group["betas"]
             exp_avgs = [state["exp_avg"] for state in states]
             exp_avg_sqs = [state["exp_avg_sq"] for state in states]
-            torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-            torch._foreach_mul_(exp_avg_sqs, beta2)
-            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-            denoms = binary("div", torch._foreach_sqrt(exp_avg_sqs), self._roots(params, corrections, group, 2))
-            torch._foreach_add_(denoms, group["eps"])
-            denoms = binary("mul", denoms, [c[1] for c in corrections])
+            update_moments(exp_avgs, exp_avg_sqs, grads, group["betas"])
+            first = [c[1] for c in corrections]
+            denoms = corrected_denominators(exp_avg_sqs, first, self._roots(corrections, 2), group["eps"])
             directions = list(torch._foreach_div(exp_avgs, denoms))
         if sigma > 0:
             noise = dict(zip(map(id, self.params), self.noise.draw(), strict=True))
