@@ -231,10 +231,14 @@ class Adam(ResettableOptimizer):
                 )
 
     @staticmethod
-    def _fused_step(params: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any]) -> None:
+    def _fused_step(
+        params: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any], lr: float | None = None
+    ) -> None:
         """Plain Adam with one step count per tensor: torch's fused kernel (one pass over each
         tensor instead of about eight multi-tensor passes; it is what ``torch.optim.Adam(fused=True)``
-        runs). The kernel reads the step counts (already advanced by ``_corrections``) from tensors."""
+        runs). The kernel reads the step counts (already advanced by ``_corrections``) from tensors.
+        With ``lr=0`` it updates only the moments (with the coupled weight decay) and leaves the
+        parameters as they are."""
         beta1, beta2 = group["betas"]
         steps: dict[int, Tensor] = {}
         step_tensors = [
@@ -248,7 +252,7 @@ class Adam(ResettableOptimizer):
             [s["exp_avg_sq"] for s in states],
             [],
             step_tensors,
-            lr=group["lr"],
+            lr=group["lr"] if lr is None else lr,
             beta1=beta1,
             beta2=beta2,
             weight_decay=group["weight_decay"],
@@ -265,12 +269,9 @@ class Adam(ResettableOptimizer):
         group: dict[str, Any],
     ) -> None:
         """Adam on tensors with reset units: per-element bias corrections (broadcast tensors)."""
-        grads = [p.grad for p in params]
-        if group["weight_decay"]:
-            grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+        self._fused_step(params, states, group, lr=0.0)  # the moments, in one pass per tensor
         exp_avgs = [state["exp_avg"] for state in states]
         exp_avg_sqs = [state["exp_avg_sq"] for state in states]
-        update_moments(exp_avgs, exp_avg_sqs, grads, group["betas"])
         first = [c[0] for c in corrections]
         denoms = corrected_denominators(exp_avg_sqs, first, self._roots(corrections, 1), group["eps"])
         torch._foreach_addcdiv_(params, exp_avgs, denoms, value=-group["lr"])
