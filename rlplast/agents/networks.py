@@ -148,6 +148,8 @@ class MLP(nn.Module):
         (one obs per env) the per-call overhead of the module machinery, views and detaches
         costs more than the matmuls.
         """
+        if not self._acting:
+            raise RuntimeError(f"{self.name}: call freeze_for_acting() before act()")
         feats = []
         *hidden, (bias, weight_t) = self._acting
         relu = self.activation == "relu"

@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from rlplast.agents.networks import MLP, BatchedLinear, run_generators
@@ -41,3 +42,20 @@ def test_hidden_layers_expose_features_of_last_forward():
     assert hidden[0].outgoing is hidden[1].incoming
     expected = torch.relu(net.layers[0](x))
     torch.testing.assert_close(hidden[0].features(), expected)
+
+
+def test_acting_path_equals_forward_and_sees_weight_updates():
+    net = MLP(2, 5, [7, 7], 3, name="actor")
+    net.reset_parameters(run_generators([0, 1], salt=3))
+    x = torch.randn(2, 4, 5)
+    with pytest.raises(RuntimeError, match="freeze_for_acting"), torch.inference_mode():
+        net.act(x)
+    net.freeze_for_acting()
+    for _ in range(2):
+        with torch.inference_mode():
+            acted, acted_feats = net.act(x), net.features
+        torch.testing.assert_close(acted, net(x))
+        for a, b in zip(acted_feats, net.features, strict=True):
+            torch.testing.assert_close(a, b)
+        with torch.no_grad():  # an in-place update (as optimizers do) shows through the cached views
+            net.layers[0].weight.mul_(0.5)
