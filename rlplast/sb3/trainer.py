@@ -11,8 +11,8 @@ Logged, at the same steps as the runner: ``charts/episodic_return`` and ``charts
 at the env step each episode ended; the plasticity tracker's ``plasticity/actor/...`` and
 ``plasticity/critic/...`` on the acting features (forward hooks on SB3's ``mlp_extractor``,
 rlplast.sb3.layers); after each update ``env/friction``, ``charts/sps``, ``losses/*`` (SB3's
-policy, value, approx-KL, clip fraction, explained variance; entropy and mean log_std) and, with a
-``cbp`` plug-in, ``plasticity/cbp/replaced``.
+policy, value, approx-KL, clip fraction, explained variance; entropy and mean log_std; the mean
+gradient norms, rlplast.sb3.grad_norms) and, with a ``cbp`` plug-in, ``plasticity/cbp/replaced``.
 
 Checkpoints (``out_dir/checkpoints/sb3_seed<k>.pt``, every ``run.checkpoint_every`` steps and at
 the end) hold the policy and optimizer state dicts, the step and update counters, the tracker, the
@@ -46,6 +46,7 @@ from rlplast.progress import GroupProgress
 from rlplast.runner import (
     CHECKPOINT_DIR,
     DONE_NAME,
+    NETWORK_TAGS,
     finished_steps,
     git_info,
     resolve_device,
@@ -56,6 +57,7 @@ from rlplast.runner import (
 )
 from rlplast.sb3.cbp import PolicyCBP
 from rlplast.sb3.env import make_env
+from rlplast.sb3.grad_norms import GradNormMeter, actor_critic_parameters
 from rlplast.sb3.layers import policy_networks
 from rlplast.sb3.model import build_sb3_ppo, check_supported
 from rlplast.tracking import PlasticityTracker
@@ -135,6 +137,7 @@ class SB3Run:
         resume_step = self._restore() if self.ckpt_path.exists() else None
         self.logs = GroupLog([self.dir], resume_step)
         self.callback = _StepLogger(self.tracker, self.logs)
+        self.grad_norms = GradNormMeter(self.model.policy.optimizer, actor_critic_parameters(self.model.policy))
         self._write_run_files(fresh=resume_step is None)
 
     @property
@@ -212,6 +215,11 @@ class SB3Run:
         values[tags.loss_tag("log_std")] = [float(log_std.mean())]
         values[tags.loss_tag("entropy")] = [float((log_std + 0.5 * (1.0 + np.log(2 * np.pi))).sum())]
         friction = float(self.env.get_attr("friction")[0])
+        norms = self.grad_norms.pop_means()
+        if norms:
+            values[tags.loss_tag("grad_norm")] = [norms["total"]]
+            values[NETWORK_TAGS["actor_grad_norm"]] = [norms["actor"]]
+            values[NETWORK_TAGS["critic_grad_norm"]] = [norms["critic"]]
         values[tags.FRICTION] = [friction]
         values[tags.SPS] = [sps]
         if self.cbp is not None:
@@ -236,6 +244,7 @@ class SB3Run:
         atomic_write_json(self.dir / DONE_NAME, {"steps": self.run_step, "group_seeds": [self.seed], **git_info()})
 
     def close(self) -> None:
+        self.grad_norms.remove()
         if self.cbp is not None:
             self.cbp.detach()
         self.logs.close()

@@ -59,7 +59,16 @@ def test_train_group_dispatches_and_writes_the_results_layout(tmp_path):
         assert json.loads((run / "meta.json").read_text())["implementation"] == "sb3"
         assert list(run.glob("events.out.tfevents.*"))
         rows = read_rows(run)
-        for tag in ("charts/sps", "env/friction", "losses/policy_loss", "losses/value_loss", "losses/entropy"):
+        for tag in (
+            "charts/sps",
+            "env/friction",
+            "losses/policy_loss",
+            "losses/value_loss",
+            "losses/entropy",
+            "losses/grad_norm",
+            "plasticity/actor/grad_norm",
+            "plasticity/critic/grad_norm",
+        ):
             assert [s for s, _ in rows[tag]] == [64, 128], tag
         for tag in ("plasticity/actor/stable_rank_pct", "plasticity/critic/dormant_fraction"):
             assert rows[tag], tag
@@ -199,3 +208,30 @@ def test_compare_trains_sb3_as_a_reference_row(tmp_path):
     for method in ("sb3_ppo", "ppo"):
         assert json.loads((tmp_path / "t" / method / "seed0" / "done.json").read_text())["steps"] == 64
     assert "| sb3_ppo |" in (tmp_path / "t" / "report.md").read_text()
+
+
+def test_grad_norm_meter_by_hand():
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rlplast.sb3.env import make_env
+    from rlplast.sb3.grad_norms import GradNormMeter, actor_critic_parameters
+    from rlplast.sb3.model import build_sb3_ppo
+
+    cfg = tiny()
+    model = build_sb3_ppo(cfg, DummyVecEnv([lambda: make_env(cfg.env, 0)]), 0, "cpu")
+    nets = actor_critic_parameters(model.policy)
+    meter = GradNormMeter(model.policy.optimizer, nets)
+    assert meter.pop_means() == {}
+    counts = {name: sum(p.numel() for p in params) for name, params in nets.items()}
+    assert counts["actor"] + counts["critic"] == sum(p.numel() for p in model.policy.parameters())
+    for fill in (1.0, 3.0):  # every gradient element = fill: norm = fill * sqrt(count)
+        for p in model.policy.parameters():
+            p.grad = torch.full_like(p, fill)
+        model.policy.optimizer.step()
+    means = meter.pop_means()
+    for name, count in counts.items():
+        assert means[name] == pytest.approx(2.0 * count**0.5)
+    assert means["total"] == pytest.approx(2.0 * (counts["actor"] + counts["critic"]) ** 0.5)
+    meter.remove()
+    model.policy.optimizer.step()
+    assert meter.pop_means() == {}
