@@ -81,10 +81,6 @@ class AutoResetVecEnv(VecEnv):
     def _out(self, x: np.ndarray, dtype: torch.dtype = torch.float32) -> Tensor:
         return torch.from_numpy(x).to(device=self.device, dtype=dtype)
 
-    def _out_copy(self, x: np.ndarray) -> Tensor:
-        """A tensor on ``device`` holding a copy of ``x`` (same dtype)."""
-        return torch.from_numpy(np.array(x)).to(self.device)
-
     def _pack(self, parts: Sequence[np.ndarray], dtype: np.dtype) -> list[Tensor]:
         """Arrays as tensors on ``device`` through one flat buffer: a few calls per step whatever
         the number of outputs (torch calls are slow right after the simulator has filled the
@@ -159,7 +155,7 @@ class AutoResetVecEnv(VecEnv):
         ep_length_t, run_steps, nonfinite = self._pack(
             (ep_length, self.clock.run_steps, self.nonfinite_resets), np.int64
         )
-        terminated_t, truncated_t = self._out_copy(terminated), self._out_copy(truncated)
+        terminated_t, truncated_t = (self._out(np.array(flags), torch.bool) for flags in (terminated, truncated))
         info = {
             "final_obs": final_obs,
             "episode_return": ep_return_t,
