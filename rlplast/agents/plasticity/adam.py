@@ -1,4 +1,4 @@
-"""Adam whose bias correction restarts per unit (row or column) when a plug-in resets it.
+"""Adam whose bias correction restarts per element when a plug-in resets a unit.
 
 Why our own Adam: ``torch.optim.Adam`` keeps one ``step`` per parameter tensor. When CBP or ReDo
 reinitialises a unit and zeroes the moments of its weights, those weights restart their moment
@@ -6,18 +6,15 @@ estimates from zero but keep the tensor's large step count t, so ``m_hat = m / (
 under-corrected: after s steps the estimate is too small by the factor ``1 - b1^s`` (with
 b1 = 0.99 the first step after a reset is 100 times too small, and ``v_hat`` likewise).
 
-Each parameter here keeps a scalar step (the fast path: torch's fused Adam kernel, the one
-``torch.optim.Adam(fused=True)`` runs, checked against ``torch.optim.Adam`` in the tests) until
-the first reset of any of its units. A reset restarts a unit's slice along one dimension (CBP
-and ReDo reset rows of the incoming weight and bias, ``dim=1``, and columns of the outgoing
-weight, ``dim=2``), so an element's own step
-count is the one of its most recently reset row or column, and its bias correction
-``d = 1 - beta^s`` is the smallest of theirs. The optimizer therefore keeps, per reset
-dimension, the corrections of each slice, ``[R, size]`` (advanced by ``d <- beta d + (1 - beta)``,
-set to 0 by a reset), and combines them by a broadcast (one reset dimension: no extra pass over
-the parameter) or an elementwise minimum (two). Plain PPO never pays for this, CBP only on the
-tensors it resets, which is why this class serves optimizer kind ``adam`` always rather than
-only when CBP is on (both measured side by side in rlplast/bench/plugins.py).
+Each parameter here keeps a step count, and a reset records, per slice it restarts (a row of the
+incoming weight and bias, ``dim=1``; a column of the outgoing weight, ``dim=2``), the step count
+at the reset (corrections.py): an element's own step count is the one since its latest row or
+column reset. Every step is torch's fused Adam kernel (the one ``torch.optim.Adam(fused=True)``
+runs, checked against ``torch.optim.Adam`` in the tests) with the parameter's step count; once
+units were reset, the elements reset too recently for that count to be right to float precision
+are saved before it and redone after it with their own corrections (fresh.py). Plain PPO never
+pays for this, CBP only for its fresh elements (both measured side by side in
+rlplast/bench/plugins.py).
 
 :class:`ResettableOptimizer` holds the shared mechanism (also used by UPGD / AdaUPGD):
 ``reset_units(param, dim, runs, units)`` zeroes the per-weight state of those slices and
@@ -33,35 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlplast.agents.plasticity.corrections import ResetCorrections, SliceCorrections, key
-
-
-def binary(op: str, tensors: list[Tensor], others: list[float | Tensor]) -> list[Tensor]:
-    """``[torch.<op>(t, o) for t, o in zip(tensors, others)]`` (op: "div", "mul"), as one
-    multi-tensor op when ``others`` are all numbers or all tensors (broadcastable to theirs)."""
-    kinds = {isinstance(o, Tensor) for o in others}
-    if len(kinds) <= 1:
-        return list(getattr(torch, f"_foreach_{op}")(tensors, others))
-    return [getattr(torch, op)(t, o) for t, o in zip(tensors, others, strict=True)]
-
-
-def update_moments(exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor], grads: list[Tensor], betas: Any) -> None:
-    """Adam's moment updates in place: ``m <- lerp(m, g, 1 - b1)``, ``v <- b2 v + (1 - b2) g^2``."""
-    beta1, beta2 = betas
-    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
-    torch._foreach_mul_(exp_avg_sqs, beta2)
-    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
-
-
-def corrected_denominators(
-    exp_avg_sqs: list[Tensor], first: list[float | Tensor], second_roots: list[float | Tensor], eps: float
-) -> list[Tensor]:
-    """``d1 (sqrt(v) / sqrt(d2) + eps)`` per tensor, so that ``m / denominator`` is Adam's
-    ``m_hat / (sqrt(v_hat) + eps)`` (d1, d2: the bias corrections, numbers or broadcastable
-    tensors). No division of v or m, which hold subnormal floats (slow on CPUs) for tiny gradients."""
-    denoms = binary("div", torch._foreach_sqrt(exp_avg_sqs), second_roots)
-    torch._foreach_add_(denoms, eps)
-    return binary("mul", denoms, first)
+from rlplast.agents.plasticity.corrections import RESET_STEP, ResetCorrections, key
+from rlplast.agents.plasticity.fresh import FreshElements
 
 
 class ResettableOptimizer(torch.optim.Optimizer):
@@ -73,10 +43,6 @@ class ResettableOptimizer(torch.optim.Optimizer):
     """
 
     state_keys: tuple[str, ...] = ()
-
-    def __init__(self, params: Iterable[Tensor], defaults: dict[str, Any]):
-        self._slices: dict[int, SliceCorrections] = {}  # per parameter group (by id)
-        super().__init__(params, defaults)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -105,9 +71,6 @@ class ResettableOptimizer(torch.optim.Optimizer):
                 state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
         return state
 
-    def _group_slices(self, group: dict[str, Any]) -> SliceCorrections:
-        return self._slices.setdefault(id(group), SliceCorrections())
-
     def _corrections(
         self, params: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any]
     ) -> list[list[float] | ResetCorrections]:
@@ -115,13 +78,11 @@ class ResettableOptimizer(torch.optim.Optimizer):
         beta: floats, or once units of the parameter were reset, :class:`ResetCorrections`
         (tensors broadcastable to it)."""
         betas = self._betas(group)
-        slices = self._group_slices(group)
-        slices.advance(betas, params)
         out: list[list[float] | ResetCorrections] = []
         for param, state in zip(params, states, strict=True):
             state["step"] += 1
             if state.get("reset_dims"):
-                out.append(ResetCorrections(slices, param))
+                out.append(ResetCorrections(param, state, betas))
             else:
                 out.append([1.0 - beta ** state["step"] for beta in betas])
         return out
@@ -138,14 +99,14 @@ class ResettableOptimizer(torch.optim.Optimizer):
         state, betas = self.state[param], self._betas(group)
         if not state.get("reset_dims"):
             return [torch.full_like(param, 1.0 - beta ** state["step"]) for beta in betas]
-        return [self._group_slices(group).combined(param, j).expand_as(param) for j in range(len(betas))]
+        corrections = ResetCorrections(param, state, betas)
+        return [corrections[j].expand_as(param) for j in range(len(betas))]
 
     def _group(self, param: Tensor) -> dict[str, Any]:
         return next(g for g in self.param_groups if any(p is param for p in g["params"]))
 
-    def _pack(self, group: dict[str, Any]) -> None:
-        states = {p: self.state[p] for p in group["params"] if p in self.state}
-        self._group_slices(group).pack(states, len(self._betas(group)))
+    def _after_reset(self, param: Tensor, group: dict[str, Any]) -> None:
+        """Called after units of ``param`` were reset (subclasses track them here)."""
 
     @torch.no_grad()
     def reset_units(self, param: Tensor, dim: int, runs: Tensor, units: Tensor) -> None:
@@ -164,23 +125,32 @@ class ResettableOptimizer(torch.optim.Optimizer):
         state = self.state.get(param)
         if not state:  # never stepped: its state is all zeros already
             return
-        group = self._group(param)
-        betas = self._betas(group)
         if dim not in state.get("reset_dims", []):
-            fills = [1.0 - beta ** state["step"] for beta in betas]  # the slices so far: the tensor's steps
-            self._group_slices(group).register(param, state, dim, fills)
-            self._pack(group)
+            state[key(dim)] = torch.zeros(param.shape[0], param.shape[dim], dtype=torch.int64, device=param.device)
+            state["reset_dims"] = sorted([*state.get("reset_dims", []), dim])
         index = (runs, *[slice(None)] * (dim - 1), units)
         for name in self.state_keys:
             state[name][index] = 0
-        for j in range(len(betas)):
-            state[key(j, dim)][runs, units] = 0
+        state[key(dim)][runs, units] = state["step"]
+        self._after_reset(param, self._group(param))
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """As torch's, then rebuilds the reset slices' correction buffers."""
-        super().load_state_dict(state_dict)
-        for group in self.param_groups:
-            self._pack(group)
+        """As torch's, keeping the reset steps int64 (torch casts every state tensor to the
+        parameter's dtype); refuses the per-slice correction buffers of older rlplast versions."""
+        old = {k for state in state_dict["state"].values() for k in state if k.startswith("bias_correction")}
+        if old:
+            raise ValueError(
+                f"optimizer state holds {sorted(old)}: it was saved by an older rlplast whose Adam kept "
+                "per-slice bias corrections; it cannot be resumed by this version (start the run afresh)"
+            )
+        resets = {i: {k: v for k, v in s.items() if k.startswith(RESET_STEP)} for i, s in state_dict["state"].items()}
+        stripped = {i: {k: v for k, v in s.items() if k not in resets[i]} for i, s in state_dict["state"].items()}
+        super().load_state_dict({**state_dict, "state": stripped})
+        saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+        params = [p for group in self.param_groups for p in group["params"]]
+        for i, param in zip(saved_ids, params, strict=True):
+            for name, value in resets.get(i, {}).items():
+                self.state[param][name] = value.to(device=param.device, dtype=torch.int64)
 
 
 class Adam(ResettableOptimizer):
@@ -210,9 +180,30 @@ class Adam(ResettableOptimizer):
                 "need lr > 0, 0 <= betas < 1, eps > 0, weight_decay >= 0"
             )
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+        self._fresh_by_group: dict[int, FreshElements] = {}
 
     def _betas(self, group: dict[str, Any]) -> tuple[float, ...]:
         return tuple(group["betas"])
+
+    def _fresh(self, group: dict[str, Any]) -> FreshElements:
+        """The group's fresh-element tracker, made (and every parameter's state with it) on first use."""
+        fresh = self._fresh_by_group.get(id(group))
+        if fresh is None:
+            params = group["params"]
+            fresh = FreshElements(params, [self._param_state(p) for p in params], group["betas"], group["eps"])
+            self._fresh_by_group[id(group)] = fresh
+        return fresh
+
+    def _after_reset(self, param: Tensor, group: dict[str, Any]) -> None:
+        self._fresh(group).reset(next(i for i, p in enumerate(group["params"]) if p is param))
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As torch's; then tracks the fresh elements of the loaded resets (the state is new)."""
+        super().load_state_dict(state_dict)
+        self._fresh_by_group = {}
+        for group in self.param_groups:
+            if any(self.state[p].get("reset_dims") for p in group["params"] if p in self.state):
+                self._fresh(group)
 
     def _update(self) -> None:
         for group in self.param_groups:
@@ -220,39 +211,35 @@ class Adam(ResettableOptimizer):
             if not params:
                 continue
             states = [self._param_state(p) for p in params]
-            corrections = self._corrections(params, states, group)
-            fused = [i for i, c in enumerate(corrections) if not isinstance(c, ResetCorrections)]
-            if fused:
-                self._fused_step([params[i] for i in fused], [states[i] for i in fused], group)
-            reset = [i for i, c in enumerate(corrections) if isinstance(c, ResetCorrections)]
-            if reset:
-                self._reset_step(
-                    [params[i] for i in reset], [states[i] for i in reset], [corrections[i] for i in reset], group
-                )
+            for state in states:
+                state["step"] += 1
+            fresh = self._fresh_by_group.get(id(group))
+            if fresh is None:
+                self._fused_step(params, states, group)
+                continue
+            steps = [self.state[p]["step"] if p.grad is not None else None for p in group["params"]]
+            pending = fresh.save(steps)
+            self._fused_step(params, [self.state[p] for p in params], group)
+            fresh.redo(pending, group["lr"])
 
     @staticmethod
-    def _fused_step(
-        params: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any], lr: float | None = None
-    ) -> None:
-        """Plain Adam with one step count per tensor: torch's fused kernel (one pass over each
-        tensor instead of about eight multi-tensor passes; it is what ``torch.optim.Adam(fused=True)``
-        runs). The kernel reads the step counts (already advanced by ``_corrections``) from tensors.
-        With ``lr=0`` it updates only the moments (with the coupled weight decay) and leaves the
-        parameters as they are."""
+    def _fused_step(params: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any]) -> None:
+        """Adam with one step count per tensor: torch's fused kernel (one pass over each tensor
+        instead of about eight multi-tensor passes; it is what ``torch.optim.Adam(fused=True)``
+        runs). The kernel reads the step counts (already advanced) from tensors."""
         beta1, beta2 = group["betas"]
         steps: dict[int, Tensor] = {}
-        step_tensors = [
-            steps.setdefault(s["step"], torch.full((), float(s["step"]), device=p.device))
-            for p, s in zip(params, states, strict=True)
-        ]
+        for p, s in zip(params, states, strict=True):
+            if s["step"] not in steps:
+                steps[s["step"]] = torch.full((), float(s["step"]), device=p.device)
         torch._fused_adam_(
             params,
             [p.grad for p in params],
             [s["exp_avg"] for s in states],
             [s["exp_avg_sq"] for s in states],
             [],
-            step_tensors,
-            lr=group["lr"] if lr is None else lr,
+            [steps[s["step"]] for s in states],
+            lr=group["lr"],
             beta1=beta1,
             beta2=beta2,
             weight_decay=group["weight_decay"],
@@ -260,18 +247,3 @@ class Adam(ResettableOptimizer):
             amsgrad=False,
             maximize=False,
         )
-
-    def _reset_step(
-        self,
-        params: list[Tensor],
-        states: list[dict[str, Any]],
-        corrections: list[ResetCorrections],
-        group: dict[str, Any],
-    ) -> None:
-        """Adam on tensors with reset units: per-element bias corrections (broadcast tensors)."""
-        self._fused_step(params, states, group, lr=0.0)  # the moments, in one pass per tensor
-        exp_avgs = [state["exp_avg"] for state in states]
-        exp_avg_sqs = [state["exp_avg_sq"] for state in states]
-        first = [c[0] for c in corrections]
-        denoms = corrected_denominators(exp_avg_sqs, first, self._roots(corrections, 1), group["eps"])
-        torch._foreach_addcdiv_(params, exp_avgs, denoms, value=-group["lr"])

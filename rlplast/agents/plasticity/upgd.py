@@ -39,10 +39,38 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlplast.agents.plasticity.adam import ResettableOptimizer, binary, corrected_denominators, update_moments
+from rlplast.agents.plasticity.adam import ResettableOptimizer
 from rlplast.agents.plasticity.noise import NoiseSource, RunNoise, decay_and_add_, decay_divisor, run_views
 
 SALT = 0x0BD
+
+
+def binary(op: str, tensors: list[Tensor], others: list[float | Tensor]) -> list[Tensor]:
+    """``[torch.<op>(t, o) for t, o in zip(tensors, others)]`` (op: "div", "mul"), as one
+    multi-tensor op when ``others`` are all numbers or all tensors (broadcastable to theirs)."""
+    kinds = {isinstance(o, Tensor) for o in others}
+    if len(kinds) <= 1:
+        return list(getattr(torch, f"_foreach_{op}")(tensors, others))
+    return [getattr(torch, op)(t, o) for t, o in zip(tensors, others, strict=True)]
+
+
+def update_moments(exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor], grads: list[Tensor], betas: Any) -> None:
+    """Adam's moment updates in place: ``m <- lerp(m, g, 1 - b1)``, ``v <- b2 v + (1 - b2) g^2``."""
+    beta1, beta2 = betas
+    torch._foreach_lerp_(exp_avgs, grads, 1 - beta1)
+    torch._foreach_mul_(exp_avg_sqs, beta2)
+    torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1 - beta2)
+
+
+def corrected_denominators(
+    exp_avg_sqs: list[Tensor], first: list[float | Tensor], second_roots: list[float | Tensor], eps: float
+) -> list[Tensor]:
+    """``d1 (sqrt(v) / sqrt(d2) + eps)`` per tensor, so that ``m / denominator`` is Adam's
+    ``m_hat / (sqrt(v_hat) + eps)`` (d1, d2: the bias corrections, numbers or broadcastable
+    tensors). No division of v or m, which hold subnormal floats (slow on CPUs) for tiny gradients."""
+    denoms = binary("div", torch._foreach_sqrt(exp_avg_sqs), second_roots)
+    torch._foreach_add_(denoms, eps)
+    return binary("mul", denoms, first)
 
 
 class UPGD(ResettableOptimizer):

@@ -103,3 +103,97 @@ def test_an_element_restarts_with_its_latest_row_or_column_reset():
         torch.testing.assert_close(corr, 1 - beta**steps)
     with pytest.raises(ValueError, match=r"dim must be in 1\.\.2"):
         opt.reset_units(w, 3, torch.tensor([0]), torch.tensor([0]))
+
+
+class PerElementAdam:
+    """An independent reference: Adam in float64 with an explicit step count per element."""
+
+    def __init__(self, params, lr, betas, eps, weight_decay):
+        self.params = [p.detach().double().clone() for p in params]
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.steps = [torch.zeros_like(p) for p in self.params]
+        self.lr, self.betas, self.eps, self.decay = lr, betas, eps, weight_decay
+
+    def step(self, grads, stepped):
+        (b1, b2), lr = self.betas, self.lr
+        for i in stepped:
+            p, g = self.params[i], grads[i].double() + self.decay * self.params[i]
+            self.steps[i] += 1
+            self.m[i] = b1 * self.m[i] + (1 - b1) * g
+            self.v[i] = b2 * self.v[i] + (1 - b2) * g * g
+            m_hat = self.m[i] / (1 - b1 ** self.steps[i])
+            v_hat = self.v[i] / (1 - b2 ** self.steps[i])
+            p -= lr * m_hat / (v_hat.sqrt() + self.eps)
+
+    def reset(self, i, dim, runs, units):
+        index = (runs, *[slice(None)] * (dim - 1), units)
+        for buf in (self.m[i], self.v[i], self.steps[i]):
+            buf[index] = 0
+
+
+@pytest.mark.parametrize("skip_some", [False, True])
+def test_random_resets_match_a_per_element_reference(skip_some):
+    """Rows and columns reset at random steps, short saturation (betas 0.5, 0.75: the fresh set
+    fills, is rebuilt and expires within the run), optionally a parameter without a gradient on
+    some steps (the per-parameter path): every element follows its own step count."""
+    gen = torch.Generator().manual_seed(3)
+    weight = torch.nn.Parameter(torch.randn(2, 4, 3, generator=gen))
+    bias = torch.nn.Parameter(torch.randn(2, 4, generator=gen))
+    settings = {"lr": 0.05, "betas": (0.5, 0.75), "eps": 1e-8, "weight_decay": 1e-2}
+    ours, ref = Adam([weight, bias], **settings), PerElementAdam([weight, bias], **settings)
+    for step in range(200):
+        grads = [torch.randn(2, 4, 3, generator=gen), torch.randn(2, 4, generator=gen)]
+        stepped = [0] if skip_some and step % 7 == 3 else [0, 1]
+        weight.grad, bias.grad = grads[0].clone(), grads[1].clone() if 1 in stepped else None
+        ours.step()
+        ref.step(grads, stepped)
+        if step % 9 == 4 and step < 100:  # resets stop at 100: the fresh set must empty by itself
+            dim = 1 + (step // 9) % 2
+            runs = torch.randint(0, 2, (2,), generator=gen)
+            units = torch.randint(0, weight.shape[dim], (2,), generator=gen)
+            ours.reset_units(weight, dim, runs, units)
+            ref.reset(0, dim, runs, units)
+            if dim == 1:
+                ours.reset_units(bias, 1, runs, units)
+                ref.reset(1, 1, runs, units)
+        for mine, theirs in zip((weight, bias), ref.params, strict=True):
+            torch.testing.assert_close(mine.detach().double(), theirs, rtol=1e-5, atol=1e-6)
+    assert all(ref.m[0].flatten() != 0)  # every element stepped since its last reset
+    fresh = ours._fresh_by_group[id(ours.param_groups[0])]
+    assert len(fresh.index) == 0  # 100 steps after the last reset (horizon 61) every element is saturated again
+
+
+def test_resets_survive_replaced_parameter_data_and_a_state_round_trip(tiny):
+    """A module's ``.to()`` (here: assigning .data) replaces the storage the optimizer flattened;
+    the step must still update the live parameters exactly, and a saved state resumes exactly."""
+    w = torch.nn.Parameter(torch.ones(1, 3, 2))
+    opt = Adam([w], lr=0.1, betas=(0.9, 0.99))
+    w.grad = torch.full((1, 3, 2), 0.5)
+    opt.step()
+    opt.reset_units(w, 1, torch.tensor([0]), torch.tensor([1]))
+    w.data = w.data.clone()  # no longer a view of the optimizer's flat buffer
+    saved = tiny.roundtrip(opt.state_dict())
+    twin = torch.nn.Parameter(w.detach().clone())
+    resumed = Adam([twin], lr=0.1, betas=(0.9, 0.99))
+    resumed.load_state_dict(saved)
+    assert resumed.state[twin]["reset_step_dim1"].dtype == torch.int64
+    for p, o in ((w, opt), (twin, resumed)):
+        before = p.detach().clone()
+        p.grad = torch.full((1, 3, 2), 0.5)
+        o.step()
+        # row 1 restarted: m_hat = g and v_hat = g^2, so it moves by lr * g / (|g| + eps)
+        torch.testing.assert_close(p[0, 1] - before[0, 1], torch.full((2,), -0.1 * 0.5 / (0.5 + 1e-8)))
+        assert (p[0, 0] != before[0, 0]).all()
+    assert torch.equal(w, twin)
+
+
+def test_refuses_the_per_slice_corrections_of_older_versions():
+    w = torch.nn.Parameter(torch.ones(1, 2))
+    opt = Adam([w])
+    state = {
+        "state": {0: {"step": 3, "bias_correction0_dim1": torch.ones(1, 2)}},
+        "param_groups": opt.state_dict()["param_groups"],
+    }
+    with pytest.raises(ValueError, match="older rlplast"):
+        opt.load_state_dict(state)
