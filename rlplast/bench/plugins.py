@@ -11,9 +11,11 @@
   observations and rewards; the rollout itself is not timed).
 
 Methods come from configs/methods; the baseline is ``ppo_tuned`` (Adam, betas 0.99 like the
-others). CBP's maturity threshold is set to 0 so the benchmark measures its steady state from
-the start (every unit eligible, a replacement about every 40 steps per layer, per-element Adam
-corrections on the reset tensors) rather than the first 10,000 steps where nothing is replaced.
+others). CBP is measured at its steady state: every unit starts mature (as after the first 10,000
+steps, where nothing is replaced), and each timer first runs past the Adam saturation horizon
+(1,725 steps for betas 0.99), so the weights reset within it, which Adam redoes with their own
+bias corrections (rlplast/agents/plasticity/fresh.py), are as many as in a long run: about 44
+units per layer at one replacement every 39 steps.
 
 Methods take turns within each repeat, so load from other processes hits all alike; a row's time
 is the median over repeats and its ratio the median of the per-repeat ratios to the baseline.
@@ -35,7 +37,9 @@ import torch
 
 from rlplast.agents.networks import Actor, Critic, run_generators
 from rlplast.agents.plasticity import build_optimizer, build_plugins
-from rlplast.agents.plasticity.base import StepContext
+from rlplast.agents.plasticity.base import Plugin, StepContext
+from rlplast.agents.plasticity.cbp import CBP
+from rlplast.agents.plasticity.corrections import saturation_step
 from rlplast.agents.ppo import PPO
 from rlplast.config import Config, load_config
 
@@ -47,13 +51,20 @@ OBS, ACT, MINIBATCH = 27, 8, 128
 
 
 def method_config(method: str) -> Config:
-    """The method on slippery Ant, CBP at its steady state from step 0 (maturity threshold 0);
-    ``"<method> (optimizer only)"`` drops its plug-ins."""
+    """The method on slippery Ant; ``"<method> (optimizer only)"`` drops its plug-ins."""
     if method.endswith(OPTIMIZER_ONLY):
         return load_config("slippery_ant", method.removesuffix(OPTIMIZER_ONLY)).model_copy(update={"plugins": []})
-    cfg = load_config("slippery_ant", method)
-    plugins = [p.model_copy(update={"maturity_threshold": 0}) if p.kind == "cbp" else p for p in cfg.plugins]
-    return cfg.model_copy(update={"plugins": plugins})
+    return load_config("slippery_ant", method)
+
+
+def steady_state(cfg: Config, plugins: Sequence[Plugin]) -> int:
+    """Put CBP plug-ins past their maturity threshold; the optimizer steps to run before timing
+    (CBP: the Adam saturation horizon, over which its fresh set of reset weights fills up)."""
+    cbps = [p for p in plugins if isinstance(p, CBP)]
+    for cbp in cbps:
+        cbp.clock.start_mature()
+    resets = any(cbp.cfg.reset_optimizer_state for cbp in cbps)
+    return saturation_step(cfg.optimizer.betas, torch.float32) + 1 if resets else 0
 
 
 def _sync(device: torch.device) -> None:
@@ -61,9 +72,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _clock(device: torch.device) -> Callable[[], float]:
-    """CPU time of this process on the CPU, wall time (after synchronising) on CUDA."""
-    return time.perf_counter if device.type == "cuda" else time.process_time
+def _clock(device: torch.device, wall: bool = False) -> Callable[[], float]:
+    """CPU time of this process on the CPU (unless ``wall``), wall time (after synchronising) on CUDA."""
+    return time.perf_counter if wall or device.type == "cuda" else time.process_time
 
 
 def minibatch_stepper(method: str, runs: int, device: torch.device) -> Callable[[], None]:
@@ -82,6 +93,7 @@ def minibatch_stepper(method: str, runs: int, device: torch.device) -> Callable[
     else:
         optimizer = build_optimizer(cfg.optimizer, params, seeds)
     plugins = build_plugins(cfg.plugins, [*actor.mlp.hidden_layers(), *critic.mlp.hidden_layers()], optimizer, seeds)
+    settle = steady_state(cfg, plugins)
     obs = torch.randn(runs, MINIBATCH, OBS, device=device)
     target = torch.randn(runs, MINIBATCH, ACT, device=device)
     ctx = StepContext(step=0)
@@ -99,17 +111,20 @@ def minibatch_stepper(method: str, runs: int, device: torch.device) -> Callable[
         for plugin in plugins:
             plugin.after_step(ctx)
 
+    for _ in range(settle):
+        step()
     return step
 
 
-def ppo_updater(method: str, runs: int, device: torch.device) -> Callable[[], float]:
+def ppo_updater(method: str, runs: int, device: torch.device, wall: bool = False) -> Callable[[], float]:
     """A function filling a PPO rollout with random data (untimed) and timing ``update()``."""
     cfg = method_config(method)
     seeds = list(range(runs))
     agent = PPO(cfg.agent, OBS, ACT, seeds, 1, cfg.optimizer, cfg.plugins, device)
+    settle = steady_state(cfg, agent.plugins)
     gen = torch.Generator().manual_seed(0)
     never = torch.zeros(runs, dtype=torch.bool, device=device)
-    clock = _clock(device)
+    clock = _clock(device, wall)
 
     def update() -> float:
         with torch.inference_mode():
@@ -124,6 +139,8 @@ def ppo_updater(method: str, runs: int, device: torch.device) -> Callable[[], fl
         _sync(device)
         return clock() - start
 
+    while agent.optimizer_steps < settle:
+        update()
     return update
 
 
@@ -148,8 +165,10 @@ def measure_plugin_overhead(
     updates: bool = False,
     device: str = "cpu",
     warmup: int = 100,
+    wall: bool = False,
 ) -> list[dict[str, Any]]:
-    """Per-step (and optionally per-update) cost of each method, side by side with the baseline.
+    """Per-step (and optionally per-update) cost of each method, side by side with the baseline
+    (``wall``: by wall clock also on the CPU, where process CPU time is the default).
 
     Returns:
         One dict per (bench, method): ``bench`` ("step" or "update"), ``method``, ``runs``,
@@ -160,8 +179,8 @@ def measure_plugin_overhead(
     names = [BASELINE, *[m for m in methods if m != BASELINE]]
     names += [m + OPTIMIZER_ONLY for m in names if load_config("slippery_ant", m).plugins] + [TORCH_ADAM]
     steppers = {name: minibatch_stepper(name, runs, dev) for name in names}
-    clock = _clock(dev)
-    clock_name = "wall" if dev.type == "cuda" else "cpu"
+    clock = _clock(dev, wall)
+    clock_name = "wall" if wall or dev.type == "cuda" else "cpu"
 
     def timed(step: Callable[[], None]) -> Callable[[], float]:
         def run() -> float:
@@ -174,7 +193,7 @@ def measure_plugin_overhead(
 
         return run
 
-    for step in steppers.values():  # warm up: CBP reaches replacements, Adam its per-slice path
+    for step in steppers.values():  # warm up (CBP has run to its steady state already)
         for _ in range(warmup):
             step()
     meta = {"runs": runs, "device": device, "clock": clock_name}
@@ -183,7 +202,7 @@ def measure_plugin_overhead(
         for r in _alternate({n: timed(s) for n, s in steppers.items()}, repeats, BASELINE)
     ]
     if updates:
-        updaters = {name: ppo_updater(name, runs, dev) for name in names if name != TORCH_ADAM}
+        updaters = {name: ppo_updater(name, runs, dev, wall) for name in names if name != TORCH_ADAM}
         for update in updaters.values():
             update()  # warm up
         rows += [
@@ -201,11 +220,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--update", action="store_true", help="also time PPO.update() per method")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--wall", action="store_true", help="wall clock on the CPU too (default: process CPU time)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = measure_plugin_overhead(
-        runs=args.runs, steps=args.steps, repeats=args.repeats, updates=args.update, device=args.device
+        runs=args.runs,
+        steps=args.steps,
+        repeats=args.repeats,
+        updates=args.update,
+        device=args.device,
+        wall=args.wall,
     )
     clock = rows[0]["clock"]
     print(f"{'bench':8} {'method':30} {'ms':>9} {'x ' + BASELINE:>14}   (R={args.runs}, {args.device}, {clock} time)")

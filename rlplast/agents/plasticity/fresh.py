@@ -49,12 +49,14 @@ class FreshElements:
         self.params, self.states = list(params), list(states)
         ref = self.params[0]
         self.horizon = saturation_step(betas, ref.dtype)
-        # ages of the elements in the set stay below 2 * horizon (see _refresh): the table covers them
-        ages = torch.arange(2 * self.horizon + 1)
+        # Per age, m / (d1 (sqrt(v) / sqrt(d2) + eps)) = m / (sqrt(v) * scale + offset): tables of
+        # offset and scale for ages L-1 down to 0, so that the entries of the elements reset at
+        # steps base + k are entries k of views starting at L-1 - (step - base) (no per-element
+        # subtraction). Ages in the set stay below 2 * horizon (see _piece).
+        ages = torch.arange(2 * self.horizon, -1, -1)
         d1, d2 = (bias_correction(beta, ages, torch.float64) for beta in betas)
-        # m / (d1 (sqrt(v) / sqrt(d2) + eps)) = m / (sqrt(v) * scale + offset)
-        self.scale = (d1 / d2.sqrt()).to(ref.device, ref.dtype)
         self.offset = (eps * d1).to(ref.device, ref.dtype)
+        self.scale = (d1 / d2.sqrt()).to(ref.device, ref.dtype)
         sizes = [p.numel() for p in self.params]
         self.starts = [sum(sizes[:i]) for i in range(len(sizes))]
         self.flat: dict[str, Tensor] = {}
@@ -62,7 +64,8 @@ class FreshElements:
         self.pieces: list[tuple[Tensor, Tensor] | None] = [None] * len(self.params)  # local index, reset step
         self.expiry = [0] * len(self.params)  # step at which every element of the piece is saturated
         self.dirty = set(range(len(self.params)))
-        self.index = self.reset_step = torch.empty(0, dtype=torch.int64, device=ref.device)
+        self.index = self.since_base = torch.empty(0, dtype=torch.int64, device=ref.device)
+        self.base = 0  # the earliest reset step in the set; since_base: each element's reset step - base
         self.attach()
 
     # --- the flat buffers ------------------------------------------------------------------------
@@ -125,9 +128,10 @@ class FreshElements:
                 changed = True
         if changed:
             built = [(piece[0] + self.starts[i], piece[1]) for i, piece in enumerate(self.pieces) if piece is not None]
-            empty = torch.empty(0, dtype=torch.int64, device=self.params[0].device)
-            self.index = torch.cat([index for index, _ in built]) if built else empty
-            self.reset_step = torch.cat([resets for _, resets in built]) if built else empty
+            self.index = self.since_base = torch.empty(0, dtype=torch.int64, device=self.params[0].device)
+            if built:
+                self.index = torch.cat([index for index, _ in built])
+                self.base, self.since_base = _relative(torch.cat([resets for _, resets in built]))
 
     # --- the step ----------------------------------------------------------------------------------
 
@@ -147,10 +151,11 @@ class FreshElements:
         self._refresh(steps)
         if None not in steps and len(set(steps)) == 1:
             flat = self.flat
-            work = [(flat["param"], flat["exp_avg"], flat["exp_avg_sq"], self.index, self.reset_step, steps[0])]
+            ages = (self.index, self.base, self.since_base, steps[0])
+            work = [(flat["param"], flat["exp_avg"], flat["exp_avg_sq"], *ages)]
         else:
             work = [
-                (p.view(-1), s["exp_avg"].view(-1), s["exp_avg_sq"].view(-1), *piece, step)
+                (p.view(-1), s["exp_avg"].view(-1), s["exp_avg_sq"].view(-1), piece[0], *_relative(piece[1]), step)
                 for p, s, piece, step in zip(self.params, self.states, self.pieces, steps, strict=True)
                 if step is not None and piece is not None
             ]
@@ -159,13 +164,23 @@ class FreshElements:
     def redo(self, pending: list[_Redo], lr: float) -> None:
         """After the fused step: the saved elements' update with their own bias corrections
         (the moments, which do not depend on the step count, are already updated)."""
+        last = len(self.scale) - 1
         for r in pending:
+            start = last - (r.step - r.base)  # the row of age step - base
+            if start < 0:
+                raise RuntimeError(f"fresh weights aged past the table ({r.step - r.base} > {last} steps)")
             exp_avg = r.exp_avg.index_select(0, r.index)
             root = r.exp_avg_sq.index_select(0, r.index).sqrt_()
-            ages = torch.sub(r.step, r.reset_step)
-            denominator = torch.addcmul(self.offset.index_select(0, ages), root, self.scale.index_select(0, ages))
+            offset = self.offset[start:].index_select(0, r.since_base)
+            denominator = torch.addcmul(offset, root, self.scale[start:].index_select(0, r.since_base))
             r.saved.addcdiv_(exp_avg, denominator, value=-lr)
             r.param.index_copy_(0, r.index, r.saved)
+
+
+def _relative(resets: Tensor) -> tuple[int, Tensor]:
+    """``(base, resets - base)`` with base the earliest reset step."""
+    base = int(resets.min())
+    return base, resets - base
 
 
 @dataclass
@@ -176,6 +191,7 @@ class _Redo:
     exp_avg: Tensor
     exp_avg_sq: Tensor
     index: Tensor
-    reset_step: Tensor
+    base: int  # reset steps are base + since_base
+    since_base: Tensor
     step: int
     saved: Tensor

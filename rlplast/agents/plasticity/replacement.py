@@ -86,6 +86,15 @@ class ReplacementClock:
         """Units ``(runs[k], units[k])`` of ``layer`` were reinitialised at the current step."""
         self.birth[layer][runs, units] = self.steps
 
+    def start_mature(self) -> None:
+        """Age every unit past the maturity threshold now, as after a run's first m steps
+        (benchmarks measure the steady state of replacement without running those steps)."""
+        self._add_credit(self.steps)
+        for birth in self.birth:
+            birth.fill_(self.steps - self.maturity - 1)
+        self._refresh(self.steps + 1)
+        self._schedule()
+
     def replaced(self) -> None:
         """Call after :meth:`born` calls of a step: eligibility changes from the next step on."""
         self._refresh(self.steps + 1)

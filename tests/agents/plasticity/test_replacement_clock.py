@@ -58,3 +58,20 @@ def test_probability_mode_draws_from_each_runs_generator():
         draws = [float(torch.rand((), generator=g, dtype=torch.float64)) for g in replay]
         expected = torch.tensor([[int(d <= 0.4) for d in draws]])
         assert torch.equal(counts if counts is not None else torch.zeros_like(expected), expected)
+
+
+def test_start_mature_makes_every_unit_eligible_at_once():
+    # maturity 1000, rate 1/16, 8 units: nothing would be due for 1000 steps; started mature,
+    # 8 eligible units give floor(8 t / 16) replacements by step t, from the first steps on
+    clock = ReplacementClock([8], 1, 1000, 1 / 16, "accumulate", [])
+    clock.step()
+    clock.start_mature()
+    assert clock.eligible_mask(0).all()
+    total = 0
+    for step in range(2, 34):
+        counts = clock.step()
+        if counts is not None:
+            total += int(counts.sum())
+            clock.replaced()  # nothing reborn: all stay eligible
+        assert total == (8 * (step - 1)) // 16, step
+    assert total == 16
