@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from rlplast.agents.plasticity.corrections import bias_correction, last_reset_steps, saturation_step
+from rlplast.agents.plasticity.flat import BoundParameters
 
 MOMENTS = ("exp_avg", "exp_avg_sq")
 
@@ -59,38 +60,32 @@ class FreshElements:
         self.scale = (d1 / d2.sqrt()).to(ref.device, ref.dtype)
         sizes = [p.numel() for p in self.params]
         self.starts = [sum(sizes[:i]) for i in range(len(sizes))]
-        self.flat: dict[str, Tensor] = {}
-        self._ptrs: list[int] = []
         self.pieces: list[tuple[Tensor, Tensor] | None] = [None] * len(self.params)  # local index, reset step
         self.expiry = [0] * len(self.params)  # step at which every element of the piece is saturated
         self.dirty = set(range(len(self.params)))
         self.index = self.since_base = torch.empty(0, dtype=torch.int64, device=ref.device)
         self.base = 0  # the earliest reset step in the set; since_base: each element's reset step - base
-        self.attach()
+        self.flat = {"param": ref.new_empty(sum(sizes))}
+        self.bound = BoundParameters(self.params, self._views_of(self.flat["param"]))
+        self._attach_moments()
 
     # --- the flat buffers ------------------------------------------------------------------------
 
-    def attach(self) -> None:
-        """Make the parameters and moments views of flat buffers, keeping their values."""
-        for name in ("param", *MOMENTS):
-            pairs = zip(self.params, self.states, strict=True)
-            tensors = [p.detach() if name == "param" else s[name] for p, s in pairs]
-            flat = torch.cat([t.reshape(-1) for t in tensors])
-            for i, (param, state) in enumerate(zip(self.params, self.states, strict=True)):
-                view = flat[self.starts[i] : self.starts[i] + param.numel()].view_as(param)
-                if name == "param":
-                    param.data = view
-                else:
-                    state[name] = view
-            self.flat[name] = flat
-        self._ptrs = [p.data_ptr() for p in self.params]
-        self._views = [(s["exp_avg"], s["exp_avg_sq"]) for s in self.states]
+    def _views_of(self, flat: Tensor) -> list[Tensor]:
+        return [flat[start : start + p.numel()].view_as(p) for p, start in zip(self.params, self.starts, strict=True)]
 
-    def attached(self) -> bool:
-        """Whether the parameters and moments are still the flat buffers' views (a module's
-        ``.to()`` or a loaded optimizer state replaces them)."""
-        return [p.data_ptr() for p in self.params] == self._ptrs and all(
-            s["exp_avg"] is m and s["exp_avg_sq"] is v for s, (m, v) in zip(self.states, self._views, strict=True)
+    def _attach_moments(self) -> None:
+        """Make the moments views of flat buffers, keeping their values."""
+        for name in MOMENTS:
+            self.flat[name] = torch.cat([s[name].reshape(-1) for s in self.states])
+            for state, view in zip(self.states, self._views_of(self.flat[name]), strict=True):
+                state[name] = view
+        self._moments = [(s["exp_avg"], s["exp_avg_sq"]) for s in self.states]
+
+    def _moments_attached(self) -> bool:
+        """Whether the moments are still the flat buffers' views (a loaded state replaces them)."""
+        return all(
+            s["exp_avg"] is m and s["exp_avg_sq"] is v for s, (m, v) in zip(self.states, self._moments, strict=True)
         )
 
     # --- the fresh set ---------------------------------------------------------------------------
@@ -146,8 +141,9 @@ class FreshElements:
             What :meth:`redo` needs: one entry over the flat buffers when every parameter is
             stepped with one step count (always, in PPO), else one per stepped parameter.
         """
-        if not self.attached():
-            self.attach()
+        self.bound.ensure()
+        if not self._moments_attached():
+            self._attach_moments()
         self._refresh(steps)
         if None not in steps and len(set(steps)) == 1:
             flat = self.flat
