@@ -286,10 +286,13 @@ def grad_norm(params: Iterable[Tensor]) -> Tensor:
     params = list(params)
     if not params:
         raise ValueError("grad_norm needs at least one parameter")
-    # one norm per tensor and run, then the norm of those: half the ops of summing squares
-    norms = [torch.linalg.vector_norm(p.grad.detach().flatten(1), dim=1) for p in params if p.grad is not None]
-    if not norms:
+    grads = [p.grad.detach() for p in params if p.grad is not None]
+    if not grads:
         return torch.zeros(params[0].shape[0], dtype=params[0].dtype, device=params[0].device)
+    if params[0].shape[0] == 1:  # one run: a tensor's norm is the run's, all in one multi-tensor call
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).view(1)
+    # one norm per tensor and run, then the norm of those: half the ops of summing squares
+    norms = [torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads]
     return torch.linalg.vector_norm(torch.stack(norms, 1), dim=1)
 
 

@@ -282,19 +282,18 @@ class RunGroup:
         ep_returns: list[Tensor] = []
         ep_lengths: list[Tensor] = []
         update_threads = torch.get_num_threads()
+        same_device = env.device == self.device  # then no .to() calls per step (each costs a dispatch)
         with torch.inference_mode(), torch_threads(threads), paused_gc():
             for t in range(agent.rollout_len):
                 actions = agent.act(obs)
                 tracker.observe()
-                result = env.step(actions.to(env.device))
+                result = env.step(actions if same_device else actions.to(env.device))
                 info = result.info
-                obs = result.obs.to(self.device)
-                agent.process_step(
-                    result.reward.to(self.device),
-                    result.terminated.to(self.device),
-                    result.truncated.to(self.device),
-                    info["final_obs"].to(self.device),
-                )
+                outcome = (result.obs, result.reward, result.terminated, result.truncated, info["final_obs"])
+                if not same_device:
+                    outcome = tuple(x.to(self.device) for x in outcome)
+                obs = outcome[0]
+                agent.process_step(*outcome[1:])
                 # an ended episode has a length >= 1, the others 0 (stacked once per rollout)
                 ep_returns.append(info["episode_return"])
                 ep_lengths.append(info["episode_length"])

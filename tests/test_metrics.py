@@ -170,6 +170,10 @@ def test_grad_norm_by_hand() -> None:
     a.grad = torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     b.grad = torch.tensor([[4.0], [1.0]])
     assert metrics.grad_norm([a, b, c]).tolist() == pytest.approx([5.0, 1.0])
+    # one run (its own code path): run 0 alone
+    one = [torch.nn.Parameter(torch.zeros(1, 3)), torch.nn.Parameter(torch.zeros(1, 1))]
+    one[0].grad, one[1].grad = a.grad[:1].clone(), b.grad[:1].clone()
+    assert metrics.grad_norm(one).tolist() == pytest.approx([5.0])
 
 
 def test_gaussian_entropy_matches_torch_distribution() -> None:

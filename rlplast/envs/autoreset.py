@@ -79,7 +79,10 @@ class AutoResetVecEnv(VecEnv):
     # ---- the contract --------------------------------------------------------------------------
 
     def _out(self, x: np.ndarray, dtype: torch.dtype = torch.float32) -> Tensor:
-        return torch.from_numpy(x).to(device=self.device, dtype=dtype)
+        out = torch.from_numpy(x)
+        if out.dtype == dtype and self.device.type == "cpu":  # as it is: a .to() costs a dispatch
+            return out
+        return out.to(device=self.device, dtype=dtype)
 
     def _pack(self, parts: Sequence[np.ndarray], dtype: np.dtype) -> list[Tensor]:
         """Arrays as tensors on ``device`` through one flat buffer: a few calls per step whatever

@@ -58,6 +58,16 @@ class ResettableOptimizer(torch.optim.Optimizer):
         """Update every parameter that has a gradient."""
         raise NotImplementedError
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """As torch's; dropping the gradients is a plain loop (torch's adds ~10 us of
+        bookkeeping per call, once per minibatch)."""
+        if not set_to_none:
+            super().zero_grad(set_to_none=False)
+            return
+        for group in self.param_groups:
+            for param in group["params"]:
+                param.grad = None
+
     def _betas(self, group: dict[str, Any]) -> tuple[float, ...]:
         """Decay rates of the bias-corrected traces, in the order :meth:`_corrections` returns."""
         raise NotImplementedError
