@@ -116,11 +116,15 @@ def measure_ppo_speed(
         their ratios (rlplast / SB3), plus the medians of the ratios.
     """
     cfg = load_config(task, method, overrides)
+    # one untimed tiny run of both first: imports and first-call costs stay out of the first repeat
+    tiny = load_config(task, method, (*overrides, "agent.steps_per_update=64", "agent.minibatches=4", "agent.epochs=1"))
     out: dict[str, Any] = {"task": task, "steps": steps, "group": group, "threads": threads or torch.get_num_threads()}
     rows: dict[str, list[float]] = {
         key: [] for key in ("rlplast_sps", "sb3_sps", "ratio", "rlplast_cpu_sps", "sb3_cpu_sps", "cpu_ratio")
     }
     with torch_threads(threads):
+        run_rlplast(tiny, [0], 64, backend)
+        run_sb3(tiny, 0, 64)
         for rep in range(repeats):
             ours, _ = run_rlplast(cfg, list(range(rep * group, (rep + 1) * group)), steps, backend)
             theirs, _ = run_sb3(cfg, rep, steps)

@@ -219,12 +219,8 @@ def _ppo_rows(result: dict[str, Any], label: str, runs: int) -> list[Figure]:
 
 
 def ppo_figures(s: SuiteSettings) -> list[Figure]:
-    """rlplast's PPO against SB3's, for one run and for a group of ``s.group``.
-
-    One untimed tiny run of both first, so that imports and first-call costs do not land in the
-    first timed repeat."""
-    warm = (*s.ppo_overrides, "agent.steps_per_update=64", "agent.minibatches=4", "agent.epochs=1")
-    measure_ppo_speed(s.task, s.method, 64, 1, s.threads, group=1, overrides=warm)
+    """rlplast's PPO against SB3's, for one run and for a group of ``s.group`` (each measurement
+    starts with an untimed tiny run of both)."""
     out = []
     for runs, label in ((1, "R = 1"), (s.group, f"group of {s.group}")):
         result = measure_ppo_speed(
