@@ -190,7 +190,8 @@ def main() -> None:
             args.task, steps=args.steps or 3 * 2048, repeats=args.repeats, threads=args.threads, group=args.group
         )
     for key, value in result.items():
-        shown = [f"{v:.1f}" for v in value] if isinstance(value, list) else value
+        digits = 3 if "ratio" in key else 1
+        shown = [f"{v:.{digits}f}" for v in value] if isinstance(value, list) else value
         print(f"{key:>18}: {shown}")
 
 
