@@ -256,8 +256,7 @@ def plugin_figures(s: SuiteSettings, ppo_sps: Figure | None) -> list[Figure]:
                 f"{name} / {BASELINE} (update)",
                 "ratio",
                 ratios(seconds[name], seconds[BASELINE]),
-                "per repeat"
-                + ("; CBP at its steady state (units mature, fresh set full)" if name == "ppo_cbp" else ""),
+                "per repeat" + ("; CBP at its steady state (all units mature)" if name == "ppo_cbp" else ""),
             )
         )
         if ppo_sps is not None and ppo_sps.median:
