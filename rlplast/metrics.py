@@ -21,7 +21,8 @@ share of all their units, e.g. the share of all hidden units of a network.
 Weight and training metrics (per run, R the leading dimension of every parameter):
     - :func:`weight_magnitude`: mean |w| over the weights of Linear layers, ``-> [R]``.
     - :func:`weight_change`: mean |w - w_prev| over the same weights, ``-> [R]``.
-    - :func:`grad_norm`: global L2 norm of the gradients of a set of parameters, ``-> [R]``.
+    - :func:`grad_norm` / :func:`grad_norms`: global L2 norm of the gradients of a set (or of
+      each of several sets) of parameters, ``-> [R]`` (``[G, R]``).
     - :func:`gaussian_entropy`: entropy of a diagonal Gaussian policy from ``log_std``, ``-> [R]``.
     - :func:`upgd_plasticity`: UPGD's p(Z) = max(1 - L(W', Z) / max(L(W, Z), eps), 0), ``-> [R]``.
 
@@ -283,17 +284,29 @@ def grad_norm(params: Iterable[Tensor]) -> Tensor:
     Returns:
         ``[R]``.
     """
-    params = list(params)
-    if not params:
-        raise ValueError("grad_norm needs at least one parameter")
-    grads = [p.grad.detach() for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(params[0].shape[0], dtype=params[0].dtype, device=params[0].device)
-    if params[0].shape[0] == 1:  # one run: a tensor's norm is the run's, all in one multi-tensor call
-        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).view(1)
-    # one norm per tensor and run, then the norm of those: half the ops of summing squares
-    norms = [torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads]
-    return torch.linalg.vector_norm(torch.stack(norms, 1), dim=1)
+    return grad_norms([params])[0]
+
+
+def grad_norms(groups: Sequence[Iterable[Tensor]]) -> Tensor:
+    """:func:`grad_norm` of each group of parameters (e.g. actor and critic), ``[G, R]``: for
+    one run, the norms of every tensor in one multi-tensor call."""
+    groups = [list(g) for g in groups]
+    if not all(groups):
+        raise ValueError("grad_norm needs at least one parameter per group")
+    first = groups[0][0]
+    grads = [[p.grad.detach() for p in g if p.grad is not None] for g in groups]
+    if first.shape[0] == 1:  # one run: a tensor's norm is the run's
+        everything = [g for group in grads for g in group]
+        if not everything:
+            return first.new_zeros(len(groups), 1)
+        squares = torch.stack(torch._foreach_norm(everything)).square()
+        sums = [part.sum() for part in squares.split([len(group) for group in grads])]
+        return torch.stack(sums).sqrt().view(len(groups), 1)
+    out = []
+    for group in grads:  # one norm per tensor and run, then the norm of those
+        norms = [torch.linalg.vector_norm(g.flatten(1), dim=1) for g in group]
+        out.append(torch.linalg.vector_norm(torch.stack(norms, 1), dim=1) if norms else first.new_zeros(first.shape[0]))
+    return torch.stack(out)
 
 
 def gaussian_entropy(log_std: Tensor) -> Tensor:

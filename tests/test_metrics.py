@@ -174,6 +174,19 @@ def test_grad_norm_by_hand() -> None:
     one = [torch.nn.Parameter(torch.zeros(1, 3)), torch.nn.Parameter(torch.zeros(1, 1))]
     one[0].grad, one[1].grad = a.grad[:1].clone(), b.grad[:1].clone()
     assert metrics.grad_norm(one).tolist() == pytest.approx([5.0])
+    with pytest.raises(ValueError, match="at least one parameter"):
+        metrics.grad_norms([[a], []])
+
+
+def test_grad_norms_of_groups_by_hand() -> None:
+    for runs in (1, 2):
+        a, b, c = (torch.nn.Parameter(torch.zeros(runs, n)) for n in (2, 1, 3))
+        a.grad = torch.tensor([[3.0, 0.0]] * runs)
+        b.grad = torch.tensor([[4.0]] * runs)
+        c.grad = torch.tensor([[0.0, 12.0, 0.0]] * runs)
+        norms = metrics.grad_norms([[a, b], [c]])
+        assert norms.shape == (2, runs)
+        assert norms.tolist() == [[5.0] * runs, [12.0] * runs]
 
 
 def test_gaussian_entropy_matches_torch_distribution() -> None:

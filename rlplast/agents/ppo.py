@@ -34,7 +34,7 @@ from torch import Tensor
 from rlplast.agents.networks import Actor, Critic, HiddenLayer, run_generators
 from rlplast.agents.plasticity import OptimizerConfig, StepContext, build_optimizer, build_plugins
 from rlplast.agents.storage import RolloutStorage
-from rlplast.metrics import grad_norm
+from rlplast.metrics import grad_norms
 
 # salts that give each random stream of a run its own generator (see run_generators)
 SALT_ACTOR, SALT_CRITIC, SALT_ACTION, SALT_MINIBATCH = 11, 12, 13, 14
@@ -268,7 +268,7 @@ class PPO:
 
         Returns:
             Per-run diagnostics ``{name: [R]}``: policy_loss, value_loss, approx_kl,
-            clip_fraction, grad_norm (both networks, before any clipping), actor_grad_norm,
+            clip_fraction, grad_norm (both networks, before any clipping), actor_grad_norms,
             critic_grad_norm (means over all minibatches), explained_variance (of the rollout's
             values), entropy, log_std (mean over action dims), after the update.
         """
@@ -283,7 +283,7 @@ class PPO:
 
         rows = torch.arange(R, device=self.device).unsqueeze(1)
         actor_params, critic_params = list(self.actor.parameters()), list(self.critic.parameters())
-        sums = {name: torch.zeros(R, device=self.device) for name in LOSS_NAMES}
+        sums = torch.zeros(len(LOSS_NAMES), R, device=self.device)  # one add per minibatch
         for _ in range(cfg.epochs):
             perm = torch.stack([torch.randperm(B, generator=g, device=self.device) for g in self.minibatch_generators])
             # one gather per field and epoch; the minibatches are then slices (views)
@@ -293,8 +293,7 @@ class PPO:
                 loss, parts = self._loss(batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.sum().backward()
-                parts["actor_grad_norm"] = grad_norm(actor_params)
-                parts["critic_grad_norm"] = grad_norm(critic_params)
+                parts["actor_grad_norm"], parts["critic_grad_norm"] = grad_norms([actor_params, critic_params])
                 parts["grad_norm"] = torch.hypot(parts["actor_grad_norm"], parts["critic_grad_norm"])
                 if cfg.max_grad_norm is not None:
                     self._clip_grads(parts["grad_norm"])
@@ -310,15 +309,14 @@ class PPO:
                 ctx.step = self.optimizer_steps
                 for plugin in self.plugins:
                     plugin.after_step(ctx)
-                for name in LOSS_NAMES:
-                    sums[name] += parts[name]
+                sums += torch.stack([parts[name] for name in LOSS_NAMES])
         for plugin in self.plugins:
             plugin.after_update()
         storage.clear()
         self.num_updates += 1
 
         n = cfg.epochs * cfg.minibatches
-        out = {name: value / n for name, value in sums.items()}
+        out = dict(zip(LOSS_NAMES, sums / n, strict=True))
         with torch.no_grad():
             out["explained_variance"] = explained
             out["entropy"] = self.actor.entropy()
