@@ -23,7 +23,7 @@ def twin_runs(tiny, decay: float, materialise: bool) -> tuple[list[torch.Tensor]
             opt.zero_grad()
             (net(x) - y).pow(2).mean().backward()
             opt.step()
-        if materialise and step == 3:  # switch every tensor to per-slice corrections, resetting nothing
+        if materialise and step == 3:  # register every tensor for per-element restarts, resetting nothing
             none = torch.tensor([], dtype=torch.long)
             for p in twin.parameters():
                 for dim in range(1, p.dim()):

@@ -148,7 +148,7 @@ def test_the_perturbation_is_the_runs_noise_by_hand(noise):
 @pytest.mark.parametrize("decay", [0.0, 1e-3])
 @pytest.mark.parametrize("adaptive", [False, True])
 def test_the_whole_buffer_step_equals_the_tensor_by_tensor_step(tiny, adaptive, decay):
-    # a reset of no unit gives every parameter per-slice bias corrections (all equal to the
+    # a reset of no unit gives every parameter per-element bias corrections (all equal to the
     # shared one), which sends each step down the tensor-by-tensor path
     seeds = [3, 8]
     nets, opts = [], []
