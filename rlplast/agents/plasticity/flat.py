@@ -34,6 +34,11 @@ class BoundParameters:
     def bind(self) -> None:
         """Copy every parameter's values into its view and make the view its storage."""
         for param, view in zip(self.params, self.views, strict=True):
+            if (param.device, param.dtype) != (view.device, view.dtype):
+                raise ValueError(
+                    f"a parameter moved to {param.device}/{param.dtype} after its optimizer was built on "
+                    f"{view.device}/{view.dtype}; build the optimizer after moving the model"
+                )
             if param.data_ptr() != view.data_ptr():
                 view.copy_(param.detach())
                 param.data = view

@@ -2,7 +2,7 @@
 
 After a reset, an element's Adam update is ``lr m / (d1 (sqrt(v) / sqrt(d2) + eps))`` with its own
 bias corrections ``d_j = 1 - beta_j^s`` (s: steps since its most recent reset; corrections.py).
-Once s reaches the saturation step (``beta^s`` below half a float ulp: 1,650 steps for beta 0.99
+Once s reaches the saturation step (``beta^s`` below half a float ulp: 1,725 steps for beta 0.99
 in float32) both corrections are 1 to the float precision, as the parameter-wide step count
 gives them. So only the elements of units reset in the last saturation-step steps ("fresh")
 need their own correction: at the steady state of CBP about a sixth of the units of a layer.

@@ -197,3 +197,15 @@ def test_refuses_the_per_slice_corrections_of_older_versions():
     }
     with pytest.raises(ValueError, match="older rlplast"):
         opt.load_state_dict(state)
+
+
+def test_a_parameter_moved_after_the_first_reset_is_refused_by_name():
+    w = torch.nn.Parameter(torch.ones(1, 3, 2))
+    opt = Adam([w], lr=0.1)
+    w.grad = torch.ones(1, 3, 2)
+    opt.step()
+    opt.reset_units(w, 1, torch.tensor([0]), torch.tensor([1]))
+    w.data = w.data.double()  # as a module's .double() would
+    w.grad = torch.ones(1, 3, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="build the optimizer after moving the model"):
+        opt.step()
