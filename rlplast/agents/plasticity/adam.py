@@ -160,7 +160,7 @@ class ResettableOptimizer(torch.optim.Optimizer):
         params = [p for group in self.param_groups for p in group["params"]]
         for i, param in zip(saved_ids, params, strict=True):
             for name, value in resets.get(i, {}).items():
-                self.state[param][name] = value.to(device=param.device, dtype=torch.int64)
+                self.state[param][name] = value.to(device=param.device, dtype=torch.int64, copy=True)
 
 
 class Adam(ResettableOptimizer):
@@ -228,7 +228,7 @@ class Adam(ResettableOptimizer):
                 self._fused_step(params, states, group)
                 continue
             steps = [self.state[p]["step"] if p.grad is not None else None for p in group["params"]]
-            pending = fresh.save(steps)
+            pending = fresh.save(steps, group["betas"], group["eps"])
             self._fused_step(params, [self.state[p] for p in params], group)
             fresh.redo(pending, group["lr"])
 

@@ -12,9 +12,12 @@ step count (one pass, as plain Adam), having saved the fresh elements' values fi
 redoes those from the saved values with their own corrections, which a lookup table indexed by s
 gives. That is a few gathers and one scatter on flat buffers: on a CPU an elementwise op costs
 mostly its dispatch, so the parameters (their ``.data``) and the two moments become views of one
-flat buffer each, and the work is ten ops whatever the number of tensors. The fresh set is
-rebuilt per parameter when one of its units is reset (its expired elements leave then) and once
-all of a parameter's fresh elements have expired; in between the table covers their ages.
+flat buffer each, and the work is ten ops whatever the number of tensors. A parameter's part of
+the fresh set is rebuilt when one of its units is reset and when its oldest element saturates,
+so the set is always exactly the elements younger than the saturation step: a function of the
+optimizer state alone, which a resumed optimizer therefore rebuilds the same (the redo rounds
+differently from the fused kernel, so an element must not be in the set in one run and out of it
+in the other).
 """
 
 from __future__ import annotations
@@ -49,25 +52,35 @@ class FreshElements:
             raise ValueError(f"resetting units needs the group's parameters on one device with one dtype; got {kinds}")
         self.params, self.states = list(params), list(states)
         ref = self.params[0]
-        self.horizon = saturation_step(betas, ref.dtype)
-        # Per age, m / (d1 (sqrt(v) / sqrt(d2) + eps)) = m / (sqrt(v) * scale + offset): tables of
-        # offset and scale for ages L-1 down to 0, so that the entries of the elements reset at
-        # steps base + k are entries k of views starting at L-1 - (step - base) (no per-element
-        # subtraction). Ages in the set stay below 2 * horizon (see _piece).
-        ages = torch.arange(2 * self.horizon, -1, -1)
-        d1, d2 = (bias_correction(beta, ages, torch.float64) for beta in betas)
-        self.offset = (eps * d1).to(ref.device, ref.dtype)
-        self.scale = (d1 / d2.sqrt()).to(ref.device, ref.dtype)
         sizes = [p.numel() for p in self.params]
         self.starts = [sum(sizes[:i]) for i in range(len(sizes))]
         self.pieces: list[tuple[Tensor, Tensor] | None] = [None] * len(self.params)  # local index, reset step
-        self.expiry = [0] * len(self.params)  # step at which every element of the piece is saturated
-        self.dirty = set(range(len(self.params)))
+        self.expiry = [0] * len(self.params)  # step at which the oldest element of the piece saturates
+        self.settings: tuple[tuple[float, ...], float] | None = None
+        self.configure(betas, eps)
         self.index = self.since_base = torch.empty(0, dtype=torch.int64, device=ref.device)
         self.base = 0  # the earliest reset step in the set; since_base: each element's reset step - base
         self.flat = {"param": ref.new_empty(sum(sizes))}
         self.bound = BoundParameters(self.params, self._views_of(self.flat["param"]))
         self._attach_moments()
+
+    def configure(self, betas: Sequence[float], eps: float) -> None:
+        """Tables and horizon for these Adam settings (a scheduler may change them between steps;
+        then every piece is rebuilt)."""
+        if self.settings == (tuple(betas), eps):
+            return
+        self.settings = (tuple(betas), eps)
+        ref = self.params[0]
+        self.horizon = saturation_step(betas, ref.dtype)
+        # Per age, m / (d1 (sqrt(v) / sqrt(d2) + eps)) = m / (sqrt(v) * scale + offset): tables of
+        # offset and scale for ages L-1 down to 0, so that the entries of the elements reset at
+        # steps base + k are entries k of views starting at L-1 - (step - base) (no per-element
+        # subtraction). Ages in the set stay below the horizon (see _piece).
+        ages = torch.arange(self.horizon, -1, -1)
+        d1, d2 = (bias_correction(beta, ages, torch.float64) for beta in betas)
+        self.offset = (eps * d1).to(ref.device, ref.dtype)
+        self.scale = (d1 / d2.sqrt()).to(ref.device, ref.dtype)
+        self.dirty = set(range(len(self.params)))
 
     # --- the flat buffers ------------------------------------------------------------------------
 
@@ -96,11 +109,9 @@ class FreshElements:
 
     def _piece(self, i: int, step: int) -> tuple[Tensor, Tensor] | None:
         """Parameter i's elements whose own step count at ``step`` is below the horizon: their
-        flat index within the parameter and their reset step, or None.
-
-        A piece built at step t is rebuilt at the latest when the age of its newest element
-        reaches the horizon, before t + horizon, so every age it holds stays below ``2 * horizon``.
-        """
+        flat index within the parameter and their reset step, or None. The piece is rebuilt
+        when its oldest element reaches the horizon (``expiry``), so every age it holds stays
+        below the horizon."""
         state = self.states[i]
         if not state.get("reset_dims"):
             return None
@@ -110,11 +121,12 @@ class FreshElements:
         if not len(index):
             return None
         resets = last[index]
-        self.expiry[i] = int(resets.max()) + self.horizon
+        self.expiry[i] = int(resets.min()) + self.horizon
         return index, resets
 
     def _refresh(self, steps: Sequence[int | None]) -> None:
-        """Rebuild the pieces of the stepped parameters that were reset or expired as a whole."""
+        """Rebuild the pieces of the stepped parameters that were reset or whose oldest element
+        saturated."""
         changed = False
         for i, step in enumerate(steps):
             if step is not None and (i in self.dirty or (self.pieces[i] is not None and step >= self.expiry[i])):
@@ -130,17 +142,19 @@ class FreshElements:
 
     # --- the step ----------------------------------------------------------------------------------
 
-    def save(self, steps: Sequence[int | None]) -> list[_Redo]:
+    def save(self, steps: Sequence[int | None], betas: Sequence[float], eps: float) -> list[_Redo]:
         """Before the fused step: save the fresh elements of the parameters about to be stepped.
 
         Args:
             steps: per parameter, the step count the coming update uses, or None if it is not
                 stepped (no gradient).
+            betas, eps: the Adam settings of this step.
 
         Returns:
             What :meth:`redo` needs: one entry over the flat buffers when every parameter is
             stepped with one step count (always, in PPO), else one per stepped parameter.
         """
+        self.configure(betas, eps)
         self.bound.ensure()
         if not self._moments_attached():
             self._attach_moments()

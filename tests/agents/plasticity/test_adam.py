@@ -209,3 +209,65 @@ def test_a_parameter_moved_after_the_first_reset_is_refused_by_name():
     w.grad = torch.ones(1, 3, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match="build the optimizer after moving the model"):
         opt.step()
+
+
+def test_resume_is_exact_while_saturated_weights_share_a_parameter_with_fresh_ones(tiny):
+    """The fresh set must be a function of the state: rows 0..31 saturate while row 40 (reset
+    later) is still fresh; an optimizer resumed then must redo exactly the same weights."""
+    horizon = 61  # saturation step of betas (0.5, 0.75) in float32
+    gen = torch.Generator().manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(1, 64, 64, generator=gen))
+    opt = Adam([w], lr=1e-2, betas=(0.5, 0.75), weight_decay=0.01)
+    grads = [torch.randn(1, 64, 64, generator=gen) for _ in range(horizon + 70)]
+
+    def step(o, p, t):
+        if t == 10:
+            o.reset_units(p, 1, torch.zeros(32, dtype=torch.long), torch.arange(32))
+        if t == 10 + horizon - 5:
+            o.reset_units(p, 1, torch.tensor([0]), torch.tensor([40]))
+        p.grad = grads[t].clone()
+        o.step()
+
+    for t in range(10 + horizon + 2):
+        step(opt, w, t)
+    twin = torch.nn.Parameter(w.detach().clone())
+    resumed = Adam([twin], lr=1e-2, betas=(0.5, 0.75), weight_decay=0.01)
+    resumed.load_state_dict(tiny.roundtrip(opt.state_dict()))
+    for t in range(10 + horizon + 2, len(grads)):
+        step(opt, w, t)
+        step(resumed, twin, t)
+    assert torch.equal(w, twin)
+
+
+def test_changed_betas_after_a_reset_give_the_new_corrections():
+    """A scheduler may change betas between steps: the redo must use the new ones."""
+    gen = torch.Generator().manual_seed(1)
+    w = torch.nn.Parameter(torch.randn(1, 3, 4, generator=gen))
+    settings = {"lr": 0.05, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
+    ours, ref = Adam([w], **settings), PerElementAdam([w], **settings)
+    for step in range(12):
+        grad = torch.randn(1, 3, 4, generator=gen)
+        w.grad = grad.clone()
+        ours.step()
+        ref.step([grad], [0])
+        if step == 4:
+            ours.reset_units(w, 1, torch.tensor([0]), torch.tensor([1]))
+            ref.reset(0, 1, torch.tensor([0]), torch.tensor([1]))
+        if step == 6:
+            ours.param_groups[0]["betas"] = ref.betas = (0.8, 0.99)
+        torch.testing.assert_close(w.detach().double(), ref.params[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_state_loaded_in_memory_does_not_share_reset_steps_with_its_source():
+    w = torch.nn.Parameter(torch.ones(1, 3))
+    opt = Adam([w], lr=0.1)
+    w.grad = torch.ones(1, 3)
+    opt.step()
+    opt.reset_units(w, 1, torch.tensor([0]), torch.tensor([0]))
+    twin = torch.nn.Parameter(torch.ones(1, 3))
+    other = Adam([twin], lr=0.1)
+    other.load_state_dict(opt.state_dict())
+    twin.grad = torch.ones(1, 3)
+    other.step()
+    other.reset_units(twin, 1, torch.tensor([0]), torch.tensor([2]))
+    assert opt.state[w]["reset_step_dim1"].tolist() == [[1, 0, 0]]
