@@ -268,7 +268,7 @@ class PPO:
 
         Returns:
             Per-run diagnostics ``{name: [R]}``: policy_loss, value_loss, approx_kl,
-            clip_fraction, grad_norm (both networks, before any clipping), actor_grad_norms,
+            clip_fraction, grad_norm (both networks, before any clipping), actor_grad_norm,
             critic_grad_norm (means over all minibatches), explained_variance (of the rollout's
             values), entropy, log_std (mean over action dims), after the update.
         """
