@@ -97,9 +97,10 @@ class FreshElements:
 
     def _moments_attached(self) -> bool:
         """Whether the moments are still the flat buffers' views (a loaded state replaces them)."""
-        return all(
-            s["exp_avg"] is m and s["exp_avg_sq"] is v for s, (m, v) in zip(self.states, self._moments, strict=True)
-        )
+        for state, (exp_avg, exp_avg_sq) in zip(self.states, self._moments, strict=True):
+            if state["exp_avg"] is not exp_avg or state["exp_avg_sq"] is not exp_avg_sq:
+                return False
+        return True
 
     # --- the fresh set ---------------------------------------------------------------------------
 
@@ -117,7 +118,7 @@ class FreshElements:
             return None
         param = self.params[i]
         last = last_reset_steps(param, state).expand_as(param).reshape(-1)
-        index = torch.nonzero((last > 0) & (last > step - self.horizon)).flatten()
+        index = torch.nonzero(last > max(step - self.horizon, 0)).flatten()  # 0: never reset
         if not len(index):
             return None
         resets = last[index]
@@ -184,7 +185,7 @@ class FreshElements:
             offset = self.offset[start:].index_select(0, r.since_base)
             denominator = torch.addcmul(offset, root, self.scale[start:].index_select(0, r.since_base))
             r.saved.addcdiv_(exp_avg, denominator, value=-lr)
-            r.param.index_copy_(0, r.index, r.saved)
+            r.param.scatter_(0, r.index, r.saved)  # the indices are unique; faster than index_copy_ on a CPU
 
 
 def _relative(resets: Tensor) -> tuple[int, Tensor]:
