@@ -1,52 +1,27 @@
-"""Atomic checkpoints and result files, and the config check on resume.
+"""Atomic checkpoints, and the config check on resume.
 
-Every write goes to a temporary file in the same folder, is flushed to disk, then renamed over
-the target with ``os.replace``, so a crash leaves either the old file or the new one, never a
-torn one. Checkpoints hold only tensors, numbers, strings, lists and dicts, and are read with
-``torch.load(weights_only=True)``.
+Checkpoints are written with :func:`rlplast.atomic.atomic_write` (a crash leaves the old file or
+the new one, never a torn one), hold only tensors, numbers, strings, lists and dicts, and are
+read with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from rlplast.atomic import atomic_write
 
 FORMAT_VERSION = 1
 
 
 class CheckpointMismatch(ValueError):
     """A checkpoint that belongs to another config or seed list."""
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` atomically."""
-    _atomic_write(path, lambda f: f.write(text), "w")
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def canonical_json(obj: Any) -> str:
@@ -83,6 +58,12 @@ def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def summarize_diff(diff: list[str], limit: int = 5) -> str:
+    """The first ``limit`` differences of :func:`config_diff` on one line, and how many more."""
+    more = f" (and {len(diff) - limit} more)" if len(diff) > limit else ""
+    return "; ".join(diff[:limit]) + more
+
+
 def save_checkpoint(path: Path, state: Mapping[str, Any], resolved_config: Mapping[str, Any]) -> None:
     """Write ``state`` with the config's hash and contents, atomically."""
     payload = {
@@ -91,7 +72,7 @@ def save_checkpoint(path: Path, state: Mapping[str, Any], resolved_config: Mappi
         "config_json": canonical_json(resolved_config),
         **state,
     }
-    _atomic_write(path, lambda f: torch.save(payload, f), "wb")
+    atomic_write(path, lambda f: torch.save(payload, f), "wb")
 
 
 def load_checkpoint(path: Path, resolved_config: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,10 +13,11 @@ Unknown keys and bad values raise :class:`ConfigError`, whose message names each
 from __future__ import annotations
 
 import copy
+import math
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -188,6 +189,9 @@ def apply_override(data: dict[str, Any], override: str) -> None:
             node = node[part]
 
 
+NAME_KEYS = ("task", "method")  # set by the files chosen, never by an override
+
+
 def load_config(task: str, method: str, overrides: Sequence[str] = ()) -> Config:
     """Compose ``configs/tasks/<task>.yaml``, ``configs/methods/<method>.yaml`` and the overrides.
 
@@ -200,16 +204,44 @@ def load_config(task: str, method: str, overrides: Sequence[str] = ()) -> Config
     data.setdefault("task", task_path.stem)
     data.setdefault("method", method_path.stem)
     for override in overrides:
+        key = override.partition("=")[0].strip()
+        if key in NAME_KEYS:
+            raise ConfigError(
+                f"override {key!r}: the {key} is a name, which would only relabel the run; "
+                f"choose the {key} itself with --{key}"
+            )
         apply_override(data, override)
     return validate(data, source=f"task {task_path.stem!r} + method {method_path.stem!r}")
 
 
 def validate(data: Mapping[str, Any], source: str = "config") -> Config:
-    """A :class:`Config` from a plain dict (e.g. a saved ``config.yaml``), with readable errors."""
+    """A :class:`Config` from a plain dict (e.g. a saved ``config.yaml``), with readable errors.
+
+    Every number must be finite (YAML reads ``.inf`` and ``nan``; no setting means them)."""
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as err:
         raise ConfigError(f"invalid {source}:\n" + format_errors(err)) from None
+    bad = [
+        f"  {key}: {value} is not a finite number"
+        for key, value in _numbers(cfg.model_dump())
+        if not math.isfinite(value)
+    ]
+    if bad:
+        raise ConfigError(f"invalid {source}:\n" + "\n".join(bad))
+    return cfg
+
+
+def _numbers(obj: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
+    """``(dotted key, value)`` of every float in a dumped config."""
+    if isinstance(obj, Mapping):
+        for key, value in obj.items():
+            yield from _numbers(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(obj, list | tuple):
+        for i, value in enumerate(obj):
+            yield from _numbers(value, f"{prefix}.{i}")
+    elif isinstance(obj, float):
+        yield prefix, obj
 
 
 # -- error messages -----------------------------------------------------------------------------

@@ -28,28 +28,38 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from rich.progress import Progress
 from torch import Tensor
 
 import rlplast
 from rlplast import log_writer as tags
 from rlplast.agents.ppo import PPO
-from rlplast.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from rlplast.atomic import atomic_write_json, atomic_write_text
+from rlplast.checkpoint import CheckpointMismatch, config_diff, load_checkpoint, save_checkpoint, summarize_diff
 from rlplast.cli_types import format_seeds, parse_seeds
-from rlplast.config import Config
+from rlplast.config import Config, ConfigError, validate
 from rlplast.envs.vec import VecEnv, make_vec_env
 from rlplast.log_writer import GroupLog
 from rlplast.progress import GroupProgress
+from rlplast.report.aggregate import CONFIG_FILE, DONE_FILE
 from rlplast.tracking import PlasticityTracker, tag
 
 CHECKPOINT_DIR = "checkpoints"
-DONE_NAME = "done.json"
+CONFIG_NAME, DONE_NAME = CONFIG_FILE, DONE_FILE  # each run folder's (the report reads them)
 # update() keys logged outside losses/ (the tracker's per-network tags)
 NETWORK_TAGS = {"actor_grad_norm": tag("actor", "grad_norm"), "critic_grad_norm": tag("critic", "grad_norm")}
 
 
 class Interrupted(Exception):
-    """Training stopped on a signal after saving a checkpoint; rerun the same call to resume."""
+    """Training stopped on a signal after saving a checkpoint; rerun the same call to resume.
+
+    ``exit_code`` is the shell's code for the signal: 130 for SIGINT (Ctrl-C), 143 for SIGTERM.
+    """
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -96,16 +106,45 @@ def git_info() -> dict[str, Any]:
         return {"git_commit": "unknown", "git_dirty": None}
 
 
+def refuse_other_configs(cfg: Config, out_dir: Path) -> None:
+    """Refuse to train into a method folder that holds runs of another training config.
+
+    A report reads every ``seed<k>`` folder of a method folder as one method, so the folder takes
+    runs of one config only. A finished run has no checkpoint left to refuse a change; its
+    ``config.yaml`` says what trained it. Names and the ``run`` section (steps, threads,
+    checkpoint interval) may differ.
+
+    Raises:
+        CheckpointMismatch: listing each such run and the keys that differ (saved -> now).
+    """
+    want, problems = cfg.training_dict(), []
+    for path in sorted(Path(out_dir).glob(f"seed*/{CONFIG_NAME}")):
+        try:
+            diff = config_diff(validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {}).training_dict(), want)
+        except (ConfigError, yaml.YAMLError) as err:
+            diff = [f"unreadable ({err})"]
+        if diff:
+            problems.append(f"{path.parent.name}: {summarize_diff(diff)}")
+    if problems:
+        raise CheckpointMismatch(
+            f"{out_dir} holds runs of another config; refusing to train into it. Differences "
+            f"(saved -> now): {' | '.join(problems)}. Use another --out folder, or delete those run folders."
+        )
+
+
 class _StopFlag:
     """Set by the first SIGINT/SIGTERM; a second SIGINT raises KeyboardInterrupt at once."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum = signal.SIGINT  # the first signal received
         self.on_request: list = []
 
     def __call__(self, signum: int, frame: Any) -> None:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if not self.requested:
+            self.signum = signum
         self.requested = True
         for callback in self.on_request:
             callback()
@@ -160,7 +199,8 @@ def save_after_update(trainer: Any, stop: Any, previous: int, every: int, steps:
         trainer.save()
         raise Interrupted(
             f"stopped at step {trainer.run_step} of {steps}; checkpoint saved to {trainer.ckpt_path}. "
-            "Run the same command again to resume."
+            "Run the same command again to resume.",
+            getattr(stop, "signum", signal.SIGINT),
         )
     if trainer.run_step // every > previous // every or trainer.run_step >= steps:
         trainer.save()
@@ -233,7 +273,7 @@ class RunGroup:
         text = self.cfg.to_yaml()
         for d in self.run_dirs:
             (d / DONE_NAME).unlink(missing_ok=True)  # continuing a finished run to more steps
-            atomic_write_text(d / "config.yaml", text)
+            atomic_write_text(d / CONFIG_NAME, text)
             atomic_write_json(d / "meta.json", meta)
         if fresh:
             block = "    " + text.replace("\n", "\n    ")  # markdown code block for TensorBoard
@@ -405,8 +445,11 @@ def train_group(
 
     Raises:
         Interrupted: on SIGINT/SIGTERM, after saving a checkpoint.
-        rlplast.checkpoint.CheckpointMismatch: a checkpoint in ``out_dir`` has another config.
+        rlplast.checkpoint.CheckpointMismatch: a run or checkpoint in ``out_dir`` has another
+            config.
     """
+    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"steps": steps})})  # as saved with each run
+    refuse_other_configs(cfg, Path(out_dir))
     if cfg.implementation == "sb3":  # stable-baselines3's PPO, one model per seed (no run groups)
         from rlplast.sb3.trainer import train_sb3
 

@@ -148,6 +148,11 @@ def test_cli_options(fakes, tmp_path):
     assert "| metrics | metrics / PPO network work | % | 3.0 | 3.0 | 3.0 | 2 |" in result.output
     saved = json.loads((tmp_path / "b.json").read_text())
     assert saved["settings"]["preset"] == "quick" and saved["settings"]["sections"] == ["metrics"]
+    # an --out folder that cannot exist (under a file) is refused before anything is measured
+    under_file = runner.invoke(main, [*args[:-1], str(tmp_path / "b.json" / "x")])
+    assert under_file.exit_code == 2 and "--out" in under_file.output
+    assert "cannot create the folder" in under_file.output
+    assert "metrics / PPO" not in under_file.output
 
 
 def test_real_simulation_section_feeds_the_backend_goal():

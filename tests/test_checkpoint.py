@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from rlplast import checkpoint
+from rlplast.atomic import atomic_write_text
 from rlplast.checkpoint import (
     CheckpointMismatch,
-    atomic_write_text,
     config_diff,
     config_hash,
     flatten,
@@ -70,6 +70,24 @@ def test_atomic_write_text_replaces(tmp_path):
     atomic_write_text(path, "one")
     atomic_write_text(path, "two")
     assert path.read_text() == "two" and os.listdir(path.parent) == ["done.json"]
+
+
+def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path):
+    # a temporary file is owner-only (0o600); results on a shared filesystem must stay readable
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    text, ckpt = tmp_path / "config.yaml", tmp_path / "ck.pt"
+    atomic_write_text(text, "x")
+    save_checkpoint(ckpt, {"step": 1}, CFG)
+    expected = 0o666 & ~_current_umask()
+    assert (plain.stat().st_mode & 0o777) == expected
+    assert (text.stat().st_mode & 0o777) == expected and (ckpt.stat().st_mode & 0o777) == expected
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_unsafe_pickle_is_rejected(tmp_path):

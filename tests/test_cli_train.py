@@ -64,6 +64,8 @@ def test_help_lists_every_option():
         (["--set", "agent.lr=1"], "agent.lr: unknown key"),
         (["--set", "agent.clip=-1"], "agent.clip: Input should be greater than 0"),
         (["--set", "agent.epochs"], "expected key=value"),
+        (["--set", "method=ppo_cbp"], "choose the method itself with --method"),
+        (["--set", "optimizer.lr=.inf"], "optimizer.lr: inf is not a finite number"),
     ],
 )
 def test_bad_input_is_a_usage_error(args, message):
@@ -80,6 +82,8 @@ def test_print_config_applies_method_and_overrides():
     assert "epochs: 3" in result.output
     assert "lr: 0.0003" in result.output
     assert "weight_decay: 0.001" in result.output
+    steps = CliRunner().invoke(main, ["train", "--steps", "4k", "--print-config"])
+    assert "steps: 4000" in steps.output  # what the run will record in its config.yaml
 
 
 def test_train_then_rerun_skips(tmp_path):
@@ -121,5 +125,11 @@ def test_train_then_rerun_skips(tmp_path):
         assert [r["step"] for r in rows if r["tag"] == "losses/value_loss"] == ["32", "64"]
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0
+    assert "seeds 0-1 already finished 64 steps: skipped" in again.output and "training" not in again.output
     with open(tmp_path / "ppo/seed0/metrics.csv") as f:
         assert len([r for r in csv.DictReader(f) if r["tag"] == "losses/value_loss"]) == 2
+    # another config into the same method folder: refused before anything is said to be trained
+    other = CliRunner().invoke(main, [*args[:4], "0-2", *args[5:], "--set", "agent.epochs=2"])
+    assert other.exit_code == 1
+    assert "holds runs of another config" in other.output and "seed0: agent.epochs: 1 -> 2" in other.output
+    assert "training" not in other.output and not (tmp_path / "ppo/seed2").exists()

@@ -132,6 +132,14 @@ def test_other_config_is_refused_or_sent_to_a_new_folder(tmp_path):
     assert all(r.status == "new" for g in plan.groups for r in g.runs)
 
 
+def test_a_run_of_another_config_outside_the_planned_seeds_is_refused_too(tmp_path):
+    # the method folder holds one config: a report would read seed7 as one of ppo's runs
+    other = load_config("slippery_ant", "ppo", ["agent.epochs=5"]).to_yaml()
+    _write_run(tmp_path / "demo", "ppo", 7, config_text=other)
+    with pytest.raises(ConfigConflict, match=r"ppo/seed7 \(saved -> planned\): agent\.epochs: 5 -> 10"):
+        plan_experiment(_exp(methods="ppo"), tmp_path)
+
+
 def test_other_backend_in_the_saved_experiment_is_refused(tmp_path):
     write_experiment_file(plan_experiment(_exp(), tmp_path))
     with pytest.raises(ConfigConflict, match="backend is 'cpu' there, 'gym' now"):

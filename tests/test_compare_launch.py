@@ -144,6 +144,7 @@ def test_cli_interrupt_exits_130(tmp_path, monkeypatch):
         (["--steps", "abc"], "bad step count 'abc'"),
         (["--parallel", "0"], "expected a positive number or auto"),
         (["--set", "agent.epochs"], "expected KEY=VALUE"),
+        (["--baseline", "ppo_tuned"], "--baseline 'ppo_tuned' is not one of the methods: ppo"),
     ],
 )
 def test_cli_bad_input_is_named(tmp_path, args, message):
@@ -161,5 +162,7 @@ def test_cli_plot_redraws_from_files(tmp_path):
     result = CliRunner().invoke(main, ["plot", str(tmp_path / "exp"), "--bins", "20"])
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and (tmp_path / "exp" / "report.md").is_file()
+    unknown = CliRunner().invoke(main, ["plot", str(tmp_path / "exp"), "--baseline", "ppo_tuned"])
+    assert unknown.exit_code == 1 and "baseline 'ppo_tuned' has no runs" in unknown.output
     missing = CliRunner().invoke(main, ["plot", str(tmp_path / "nothing")])
     assert missing.exit_code == 1 and "no experiment folder" in missing.output

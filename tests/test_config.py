@@ -89,6 +89,10 @@ def test_parse_value(text, value):
         ("agent.epochs", "expected key=value"),
         ("agent.epochs.x=1", r"agent\.epochs: Input should be a valid integer"),
         ("env.id.x=1", r"env\.id is a value, not a section"),
+        ("optimizer.lr=.inf", r"optimizer\.lr: inf is not a finite number"),
+        ("agent.gamma=nan", r"agent\.gamma: .*nan"),
+        ("method=ppo_cbp", r"override 'method': the method is a name.*choose the method itself with --method"),
+        ("task=ant", r"override 'task'.*--task"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):
@@ -124,7 +128,7 @@ def test_resolved_yaml_round_trips():
 
 def test_training_dict_ignores_names_and_run_settings():
     a = load_config("ant", "ppo")
-    b = load_config("ant", "ppo", ["run.checkpoint_every=1000", "run.steps=5M", "method=renamed"])
+    b = load_config("ant", "ppo", ["run.checkpoint_every=1000", "run.steps=5M"]).model_copy(update={"method": "x"})
     assert a.training_dict() == b.training_dict()
     assert a.training_dict() != load_config("ant", "ppo", ["agent.clip=0.3"]).training_dict()
 

@@ -126,7 +126,9 @@ def test_fresh_run_writes_every_result_file(tmp_path):
         d = tmp_path / f"seed{seed}"
         done = json.loads((d / "done.json").read_text())
         assert done["steps"] == 48 and done["group_seeds"] == [0, 1]
-        assert validate(yaml.safe_load((d / "config.yaml").read_text())) == cfg
+        saved = validate(yaml.safe_load((d / "config.yaml").read_text()))
+        assert saved.run.steps == 3 * UPDATE  # the steps asked for, not the config file's default
+        assert saved == cfg.model_copy(update={"run": cfg.run.model_copy(update={"steps": 3 * UPDATE})})
         assert "git_commit" in json.loads((d / "meta.json").read_text())
         assert list((d).glob("events.out.tfevents.*"))
         rows = read_rows(d / "metrics.csv")
@@ -175,15 +177,15 @@ def test_group_runs_match_single_runs(tmp_path):
 
 
 def interrupt_after(monkeypatch, updates: int, how: str):
-    """Make the agent's n-th update end with SIGINT (a clean stop) or an exception (a crash)."""
+    """Make the agent's n-th update end with SIGINT or SIGTERM (a clean stop) or an exception (a crash)."""
     original, count = PPO.update, {"n": 0}
 
     def update(self):
         out = original(self)
         count["n"] += 1
         if count["n"] == updates:
-            if how == "signal":
-                signal.raise_signal(signal.SIGINT)
+            if how in ("signal", "sigterm"):
+                signal.raise_signal(signal.SIGINT if how == "signal" else signal.SIGTERM)
             else:
                 raise RuntimeError("simulated crash")
         return out
@@ -253,6 +255,27 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, monkeypatch):
         runner.train_group(other, [0], tmp_path, steps=4 * UPDATE)
     # run settings are not part of the hash: a different checkpoint interval resumes fine
     runner.train_group(tiny_cfg(checkpoint_every=16), [0], tmp_path, steps=4 * UPDATE)
+
+
+def test_a_method_folder_takes_runs_of_one_config(tmp_path):
+    runner.train_group(tiny_cfg(), [0], tmp_path, steps=UPDATE)
+    other = tiny_cfg().model_copy(update={"agent": PPOConfig(hidden=[8, 8], steps_per_update=16, epochs=1)})
+    # a finished run (no checkpoint to refuse it) and a new seed next to it are both refused
+    for seeds in ([0], [1]):
+        with pytest.raises(CheckpointMismatch, match=r"seed0: agent\.epochs: 2 -> 1"):
+            runner.train_group(other, seeds, tmp_path, steps=2 * UPDATE)
+    assert not (tmp_path / "seed1").exists()
+    assert json.loads((tmp_path / "seed0/done.json").read_text())["steps"] == UPDATE  # untouched
+    # names and run settings may differ
+    runner.train_group(tiny_cfg(checkpoint_every=16).model_copy(update={"method": "renamed"}), [1], tmp_path, UPDATE)
+
+
+@pytest.mark.parametrize(("how", "code"), [("signal", 130), ("sigterm", 143)])
+def test_a_stop_exits_with_the_shell_code_of_its_signal(tmp_path, monkeypatch, how, code):
+    interrupt_after(monkeypatch, 1, how)
+    with pytest.raises(runner.Interrupted) as stopped:
+        runner.train_group(tiny_cfg(), [0], tmp_path, steps=3 * UPDATE)
+    assert stopped.value.exit_code == code and runner.checkpoint_path(tmp_path, [0]).exists()
 
 
 def test_groups_resume_as_saved_and_partial_overlap_is_an_error(tmp_path, monkeypatch):

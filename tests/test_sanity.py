@@ -124,3 +124,16 @@ def test_cbp_keeps_learning_where_backprop_loses_plasticity():
     result = run_sanity(["backprop", "cbp"], [0, 1, 2], 600_000, bins=10)
     backprop, cbp = result.tail.mean(1).tolist()
     assert cbp < 0.8 * backprop, result.table()
+
+
+@pytest.mark.parametrize(
+    ("methods", "message"),
+    [("backprop,nope", "unknown ['nope']"), ("backprop,cbp,backprop", "repeated backprop")],
+)
+def test_cli_refuses_bad_methods(methods, message):
+    from click.testing import CliRunner
+
+    from rlplast.cli import main
+
+    result = CliRunner().invoke(main, ["sanity", "--methods", methods, "--examples", "1000"])
+    assert result.exit_code == 2 and message in result.output

@@ -37,6 +37,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from rlplast.atomic import atomic_write_text
 from rlplast.bench.metrics import measure_metrics_overhead
 from rlplast.bench.plugins import BASELINE, ppo_updater
 from rlplast.bench.ppo import measure_ppo_speed
@@ -426,7 +427,6 @@ def write_outputs(result: SuiteResult, path: Path) -> list[Path]:
     path = Path(path)
     base = path.with_suffix("") if path.suffix in (".json", ".md") else path
     json_path, md_path = base.with_name(base.name + ".json"), base.with_name(base.name + ".md")
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(result.to_json())
-    md_path.write_text(to_markdown(result))
+    atomic_write_text(json_path, result.to_json())
+    atomic_write_text(md_path, to_markdown(result))
     return [json_path, md_path]

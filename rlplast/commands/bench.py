@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -56,6 +57,14 @@ def bench(
     """
     from rlplast.bench.suite import FULL, QUICK, run_suite, to_markdown, write_outputs
 
+    if out is not None:  # a folder that cannot take the results fails now, not after the measuring
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            message = f"cannot create the folder {out.parent}: {err.strerror}"
+            raise click.BadParameter(message, param_hint="--out") from None
+        if not os.access(out.parent, os.W_OK):
+            raise click.BadParameter(f"cannot write to the folder {out.parent}", param_hint="--out")
     changes = {"sections": only, "repeats": repeats, "threads": threads, "group": group}
     base = (QUICK if quick else FULL).model_dump()
     settings = type(QUICK).model_validate(base | {k: v for k, v in changes.items() if v is not None})

@@ -10,8 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rlplast.cli_types import SEEDS, STEPS, format_seeds, format_steps
-from rlplast.commands.plot import BINS_HELP, report
-from rlplast.report.summary import DEFAULT_BASELINE
+from rlplast.commands.plot import BASELINE_HELP, BINS_HELP, report
 
 
 def _overrides(pairs: tuple[str, ...]) -> dict[str, object] | None:
@@ -58,7 +57,7 @@ def _parallel(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 )
 @click.option("--dry-run", is_flag=True, help="show the plan (what trains, resumes, is done) and stop")
 @click.option("--bins", type=click.IntRange(min=2), help=BINS_HELP)
-@click.option("--baseline", default=DEFAULT_BASELINE, show_default=True, help="method the others are compared with")
+@click.option("--baseline", help=BASELINE_HELP)
 @click.option(
     "--launcher",
     type=click.Choice(["local", "ray"]),
@@ -98,6 +97,8 @@ def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object
         plan = plan_experiment(exp, results_dir, on_conflict=on_conflict.replace("-", "_"))
     except (FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None
+    if baseline is not None and baseline not in exp.methods:  # before hours of training, not after
+        raise click.UsageError(f"--baseline {baseline!r} is not one of the methods: {', '.join(exp.methods)}")
 
     console.print(
         f"[bold]{exp.name}[/]: task {exp.task}, {format_steps(exp.steps)} env steps per run, seeds "
@@ -122,7 +123,7 @@ def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object
             failures = launch(plan, progress, launcher, **launch_options)
     except Interrupted as err:  # Ctrl-C: the runner saved a checkpoint
         console.print(f"[yellow]{err}")
-        sys.exit(130)
+        sys.exit(err.exit_code)
     except (ImportError, ValueError, ConnectionError) as err:  # no Ray or cluster, or options that do not fit
         raise click.ClickException(str(err)) from None
     report(plan.exp_dir, bins, baseline, console)

@@ -12,6 +12,7 @@ from rlplast.report.report import build_report, fmt_estimate, fmt_probability
 from rlplast.report.style import method_label
 from rlplast.report.summary import DEFAULT_BASELINE, Summary
 
+BASELINE_HELP = f"method the others are compared with [default: {DEFAULT_BASELINE}, when it ran]"
 BINS_HELP = "points of the step grid each run's curves are averaged onto [default: 5 episodes a point, 10-100]"
 
 
@@ -30,7 +31,7 @@ def scores_table(summary: Summary) -> Table:
     return table
 
 
-def report(exp_dir: Path, bins: int | None, baseline: str, console: Console) -> None:
+def report(exp_dir: Path, bins: int | None, baseline: str | None, console: Console) -> None:
     """Build the figures and report of ``exp_dir`` and show where they are and the scores."""
     try:
         summary, written = build_report(exp_dir, num_bins=bins, baseline=baseline)
@@ -44,8 +45,8 @@ def report(exp_dir: Path, bins: int | None, baseline: str, console: Console) -> 
 @click.command()
 @click.argument("experiment_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--bins", type=click.IntRange(min=2), help=BINS_HELP)
-@click.option("--baseline", default=DEFAULT_BASELINE, show_default=True, help="method the others are compared with")
-def plot(experiment_dir: Path, bins: int | None, baseline: str) -> None:
+@click.option("--baseline", help=BASELINE_HELP)
+def plot(experiment_dir: Path, bins: int | None, baseline: str | None) -> None:
     """Redraw the figures and report.md of EXPERIMENT_DIR (e.g. results/slippery_ant) from its
     saved files, without training."""
     report(experiment_dir, bins, baseline, Console())

@@ -53,6 +53,9 @@ def sanity(methods: str, examples: int, seeds: list[int], bins: int, out: Path |
     unknown = [m for m in names if m not in METHODS]
     if unknown or not names:
         raise click.BadParameter(f"unknown {unknown or names}; known: {', '.join(METHODS)}", param_hint="--methods")
+    repeated = sorted({m for m in names if names.count(m) > 1})
+    if repeated:
+        raise click.BadParameter(f"repeated {', '.join(repeated)}", param_hint="--methods")
     if bins > examples:
         raise click.BadParameter(f"{bins} bins for {examples} examples", param_hint="--bins")
     torch.set_num_threads(threads)

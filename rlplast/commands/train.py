@@ -90,7 +90,7 @@ def train(
     from rlplast.checkpoint import CheckpointMismatch
     from rlplast.config import ConfigError, load_config
     from rlplast.progress import make_progress
-    from rlplast.runner import Interrupted, train_group
+    from rlplast.runner import Interrupted, finished_steps, refuse_other_configs, train_group
 
     try:
         cfg = load_config(task, method, [*overrides, *([f"implementation={agent}"] if agent else [])])
@@ -98,16 +98,23 @@ def train(
         raise click.UsageError(str(err)) from None
     if cfg.implementation == "sb3" and not cfg.method.startswith("sb3"):
         cfg = cfg.model_copy(update={"method": f"sb3_{cfg.method}"})  # its own results folder: sb3_ppo, ...
+    steps = steps or cfg.run.steps
+    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"steps": steps})})
     if print_config:
         click.echo(cfg.to_yaml(), nl=False)
         return
-    steps = steps or cfg.run.steps
     out_dir = (out or Path("results") / cfg.task) / cfg.method
-    click.echo(
-        f"training {cfg.method} on {cfg.task}: seeds {format_seeds(seeds)}, {format_steps(steps)} steps per run "
-        f"-> {out_dir}/seed<k>/"
-    )
     try:
+        refuse_other_configs(cfg, out_dir)  # before saying what will be trained
+        finished = [s for s in seeds if (finished_steps(out_dir, s) or 0) >= steps]
+        if finished:
+            click.echo(f"seeds {format_seeds(finished)} already finished {format_steps(steps)} steps: skipped")
+        if len(finished) < len(seeds):
+            todo = format_seeds([s for s in seeds if s not in finished])
+            click.echo(
+                f"training {cfg.method} on {cfg.task}: seeds {todo}, {format_steps(steps)} steps per run "
+                f"-> {out_dir}/seed<k>/"
+            )
         if no_progress:
             train_group(cfg, seeds, out_dir, steps, backend=backend, device=device)
         else:
@@ -115,7 +122,7 @@ def train(
                 train_group(cfg, seeds, out_dir, steps, backend=backend, device=device, progress=progress)
     except Interrupted as err:
         click.echo(str(err), err=True)
-        sys.exit(130)
+        sys.exit(err.exit_code)
     except (CheckpointMismatch, ValueError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"done: {out_dir}  (tensorboard --logdir {out_dir.parent})")

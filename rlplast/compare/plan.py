@@ -90,12 +90,13 @@ def run_conflicts(
 ) -> list[str]:
     """Why the runs already in ``exp_dir`` cannot be continued by ``exp`` (empty: they can).
 
-    Compares each existing run's config.yaml (through ``read_saved``) with the planned config of
+    Compares each existing run's config.yaml (through ``read_saved``; every seed folder of a
+    planned method, since a method folder holds runs of one config) with the planned config of
     its method (``planned``: method -> dict), and the saved experiment.yaml's task, backend and
     overrides with ``exp``'s. Steps may differ: the runner continues finished runs to more
     steps, and a report of fewer steps reads each run's first ``steps``.
     """
-    from rlplast.checkpoint import config_diff
+    from rlplast.checkpoint import config_diff, summarize_diff
 
     problems = []
     saved = load_yaml(exp_dir / EXPERIMENT_FILE)
@@ -104,17 +105,14 @@ def run_conflicts(
         if key in saved and saved[key] != now[key]:
             problems.append(f"{EXPERIMENT_FILE}: {key} is {saved[key]!r} there, {now[key]!r} now")
     for method, want in planned.items():
-        for seed in exp.seeds:
-            existing = exp_dir / method / f"seed{seed}" / CONFIG_FILE
-            if not existing.is_file():
-                continue
+        # every run of the method folder, not only the planned seeds: a folder holds one config
+        for existing in sorted((exp_dir / method).glob(f"seed*/{CONFIG_FILE}")):
             try:
                 diff = config_diff(read_saved(load_yaml(existing)), want)
             except ValueError as err:
                 diff = [f"unreadable ({err})"]
             if diff:
-                more = f" (and {len(diff) - 5} more)" if len(diff) > 5 else ""
-                problems.append(f"{method}/seed{seed} (saved -> planned): " + "; ".join(diff[:5]) + more)
+                problems.append(f"{method}/{existing.parent.name} (saved -> planned): {summarize_diff(diff)}")
     return problems
 
 
@@ -181,7 +179,7 @@ def plan_experiment(
 def write_experiment_file(plan: ExperimentPlan) -> Path:
     """Save the experiment (experiment.yaml) in its folder, keeping the methods and seeds of
     earlier invocations, so ``rlplast plot`` knows the order, the steps and the task."""
-    from rlplast.checkpoint import atomic_write_text
+    from rlplast.atomic import atomic_write_text
 
     path = plan.exp_dir / EXPERIMENT_FILE
     saved = load_yaml(path)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Container
 from pathlib import Path
 
 import numpy as np
+
+from rlplast.atomic import atomic_write
 
 CACHE_SUFFIX = ".cache.npz"
 # Bump when the layout below changes, so that old caches are ignored.
@@ -56,22 +57,11 @@ def load_cache(csv_path: Path, tags: Container[str] | None = None) -> Columns | 
 def save_cache(csv_path: Path, stat: os.stat_result, columns: Columns) -> None:
     """Cache ``columns`` (every tag of ``csv_path`` when it had ``stat``).
 
-    The cache is written to a temporary file in the same folder and renamed over the old one, so
-    a reader sees the old cache or the new one, never a torn one. A folder that cannot be written
-    to (read-only, full) just goes without a cache.
+    The cache is written atomically (a reader sees the old cache or the new one, never a torn
+    one). A folder that cannot be written to (read-only, full) just goes without a cache.
     """
     arrays = {"key": _key(stat), "tags": np.array(list(columns), dtype=str)}
     for i, (steps, values) in enumerate(columns.values()):
         arrays[f"steps_{i}"], arrays[f"values_{i}"] = steps, values
-    target = cache_path(csv_path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError:  # a read-only folder
-        return
-    with contextlib.suppress(OSError):  # e.g. a full disk: the next read parses the CSV again
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)  # uncompressed: loading it is a plain read
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)  # already gone once renamed
+    with contextlib.suppress(OSError):  # read-only folder, full disk: the next read parses the CSV again
+        atomic_write(cache_path(csv_path), lambda fh: np.savez(fh, **arrays), "wb")  # uncompressed: a plain read

@@ -151,19 +151,24 @@ def render_report(summary: Summary) -> str:
     return "\n".join(lines)
 
 
-def build_report(
-    exp_dir: Path, num_bins: int | None = None, baseline: str = DEFAULT_BASELINE
-) -> tuple[Summary, list[Path]]:
+def build_report(exp_dir: Path, num_bins: int | None = None, baseline: str | None = None) -> tuple[Summary, list[Path]]:
     """Read ``exp_dir``, draw its figures and write its report.md there.
+
+    Args:
+        baseline: the method the others are compared with; None: standard PPO when it ran.
 
     Returns:
         The summary the report shows, and the written files: the figures, then report.md.
 
     Raises:
         FileNotFoundError: if ``exp_dir`` holds no run folders.
+        ValueError: ``baseline`` names a method that has no runs there.
     """
     exp_dir = Path(exp_dir)
-    summary = summarize(load_results(exp_dir, REPORT_TAGS), num_bins=num_bins, baseline=baseline)
+    results = load_results(exp_dir, REPORT_TAGS)
+    if baseline is not None and baseline not in results.methods:
+        raise ValueError(f"baseline {baseline!r} has no runs in {exp_dir}; methods: {', '.join(results.methods)}")
+    summary = summarize(results, num_bins=num_bins, baseline=baseline or DEFAULT_BASELINE)
     figures = plot_all(summary, exp_dir)
     report = exp_dir / REPORT_FILE
     report.write_text(render_report(summary), encoding="utf-8")

@@ -39,12 +39,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import rlplast
 from rlplast import log_writer as tags
-from rlplast.checkpoint import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from rlplast.atomic import atomic_write_json, atomic_write_text
+from rlplast.checkpoint import load_checkpoint, save_checkpoint
 from rlplast.config import Config
 from rlplast.log_writer import GroupLog
 from rlplast.progress import GroupProgress
 from rlplast.runner import (
     CHECKPOINT_DIR,
+    CONFIG_NAME,
     DONE_NAME,
     NETWORK_TAGS,
     finished_steps,
@@ -157,7 +159,7 @@ class SB3Run:
         }
         text = self.cfg.to_yaml()
         (self.dir / DONE_NAME).unlink(missing_ok=True)  # continuing a finished run to more steps
-        atomic_write_text(self.dir / "config.yaml", text)
+        atomic_write_text(self.dir / CONFIG_NAME, text)
         atomic_write_json(self.dir / "meta.json", meta)
         if fresh:
             self.logs.text("config", ["    " + text.replace("\n", "\n    ")])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rlplast import atomic
 from rlplast.report import metrics_cache, metrics_csv
 from rlplast.report.aggregate import Series, load_results, read_metrics
 from rlplast.report.metrics_cache import cache_path
@@ -114,7 +115,7 @@ def test_unwritable_folder_goes_without_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(metrics_cache.os, "replace", refuse)
     assert_same(read_metrics(csv), row_by_row(csv))
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("events.")) == ["metrics.csv"]
-    monkeypatch.setattr(metrics_cache.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
     assert_same(read_metrics(csv), row_by_row(csv))
 
 

@@ -100,6 +100,11 @@ def test_report_without_baseline_or_friction(tmp_path, make_run):
     text = (exp / REPORT_FILE).read_text()
     assert "P(final >" not in text and "friction changes" not in text
     assert _table_with(text, "final return")["PPO + L2"][1:3] == ["1", "5"]  # one run: no interval
+    # a baseline asked for by name must have run: an error, before any file is rewritten
+    report_time = (exp / REPORT_FILE).stat().st_mtime_ns
+    with pytest.raises(ValueError, match=r"baseline 'ppo_tuned' has no runs in .*; methods: ppo_l2"):
+        build_report(exp, num_bins=5, baseline="ppo_tuned")
+    assert (exp / REPORT_FILE).stat().st_mtime_ns == report_time
 
 
 def test_synthetic_experiment_reports_cbp_above_ppo(tmp_path):
