@@ -88,6 +88,12 @@ def test_goals_are_judged_on_the_medians(fakes):
     assert (one.met, one.verdict) == (False, "unclear")  # 1.28 [1.0, 2.048]: repeats on both sides of 1.5
     group = goals["rlplast PPO >= 1.5 x SB3 PPO, run group"]
     assert group.met is True and group.median == pytest.approx(4.1)  # 4000 / 800, 4100 / 1000, 3900 / 1000
+    cbp = goals["ppo_cbp update <= 1.15 x ppo_tuned"]
+    assert (cbp.met, cbp.verdict) == (False, "no")  # 1.2 [1.2, 1.3]: even the fastest repeat is above
+    upgd = goals["ppo_upgd update <= 1.15 x ppo_tuned"]
+    assert (upgd.met, upgd.verdict) == (True, "yes") and upgd.median == pytest.approx(1.0)
+    metrics = goals["metrics <= 5% of the PPO network work"]
+    assert (metrics.met, metrics.verdict) == (True, "yes")  # 3 %
     only_sim = run_suite(SuiteSettings(repeats=3, sections=("simulation",))).goals
     assert [(g.met, g.verdict) for g in only_sim] == [(True, "yes"), (None, "not measured")]
 
@@ -98,6 +104,14 @@ def test_goals_are_judged_on_the_medians(fakes):
 )
 def test_judge_looks_at_the_spread(low, median, high, expected):
     assert suite.judge(Figure("ppo", "r", "ratio", median, low, high, 3), 1.5) == expected
+
+
+@pytest.mark.parametrize(
+    ("low", "median", "high", "expected"),
+    [(1.0, 1.1, 1.15, (True, "yes")), (1.16, 1.2, 1.3, (False, "no")), (1.1, 1.16, 1.2, (False, "unclear"))],
+)
+def test_judge_an_upper_bound(low, median, high, expected):
+    assert suite.judge(Figure("plugins", "r", "ratio", median, low, high, 3), 1.15, at_most=True) == expected
 
 
 def test_a_failing_section_is_reported_and_the_others_still_run(fakes, monkeypatch):

@@ -155,6 +155,11 @@ def test_cli_bad_input_is_named(tmp_path, args, message):
     assert message in result.output
 
 
+def test_cli_without_file_or_task_says_what_is_missing(tmp_path):
+    result = CliRunner().invoke(main, ["compare", "--methods", "ppo", "--seeds", "0", "--steps", "4k", "--dry-run"])
+    assert result.exit_code == 2 and "give an EXPERIMENT_FILE, or --task" in result.output
+
+
 def test_cli_plot_redraws_from_files(tmp_path):
     for method in ("ppo", "ppo_cbp"):
         for seed in (0, 1):

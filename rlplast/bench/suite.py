@@ -52,6 +52,9 @@ RAW = "raw mj_step"
 BACKEND_SHARE = "cpu backend / raw mj_step"
 GOAL_BACKEND_SHARE = 0.85  # cpu backend / raw mj_step
 GOAL_PPO_SPEEDUP = 1.5  # rlplast PPO / SB3 PPO on the CPU
+GOAL_PLUGIN_RATIO = 1.15  # a CBP or UPGD update / a plain Adam PPO update (at most)
+GOAL_METRICS_PCT = 5.0  # the metrics' cost, % of PPO's network work (at most)
+METRICS_SHARE = "metrics / PPO network work"
 BUSY_LOAD = 0.5  # 1-min load average per available core above which the table carries a warning
 
 
@@ -132,15 +135,17 @@ class Goal:
     note: str = ""
 
 
-def judge(figure: Figure | None, target: float) -> tuple[bool | None, str]:
-    """``(median >= target, verdict)`` of a figure (see :class:`Goal`)."""
+def judge(figure: Figure | None, target: float, at_most: bool = False) -> tuple[bool | None, str]:
+    """``(median >= target, verdict)`` of a figure (``at_most``: ``median <= target``; see :class:`Goal`)."""
     if figure is None or figure.median is None:
         return None, "not measured"
-    if figure.min >= target:
+    sign = -1 if at_most else 1  # an upper bound is a lower bound on the negated figure
+    low, high = sorted((sign * figure.min, sign * figure.max))
+    if low >= sign * target:
         return True, "yes"
-    if figure.max < target:
+    if high < sign * target:
         return False, "no"
-    return figure.median >= target, "unclear"
+    return sign * figure.median >= sign * target, "unclear"
 
 
 @dataclass
@@ -280,7 +285,7 @@ def metrics_figures(s: SuiteSettings) -> list[Figure]:
     rows = [measure_metrics_overhead(num_runs=(1,), repeats=1, cpu_time=True)[0] for _ in range(s.repeats)]
     note = "thread CPU time, 1 thread; PPO's acting passes and updates without the simulator"
     return [
-        Figure.of("metrics", "metrics / PPO network work", "%", [r["overhead_pct"] for r in rows], note),
+        Figure.of("metrics", METRICS_SHARE, "%", [r["overhead_pct"] for r in rows], note),
         Figure.of("metrics", "metrics per 1000 env steps", "ms", [r["metrics_ms_per_1000"] for r in rows], note),
     ]
 
@@ -328,9 +333,17 @@ def check_goals(result: SuiteResult) -> list[Goal]:
     group = next((f.name for f in result.figures if f.name.startswith("rlplast / SB3, group")), None)
     if group is not None and not group.endswith("(cpu time)"):
         specs.append(("rlplast PPO >= 1.5 x SB3 PPO, run group", GOAL_PPO_SPEEDUP, group, "all runs' steps"))
-    for name, target, figure_name, note in specs:
+    upper = [
+        (f"{method} update <= {GOAL_PLUGIN_RATIO} x {BASELINE}", GOAL_PLUGIN_RATIO, f"{method} / {BASELINE} (update)")
+        for method in ("ppo_cbp", "ppo_upgd")
+    ]
+    upper.append((f"metrics <= {GOAL_METRICS_PCT:g}% of the PPO network work", GOAL_METRICS_PCT, METRICS_SHARE))
+    checks = [(*spec, False) for spec in specs] + [(*spec, "", True) for spec in upper]
+    for name, target, figure_name, note, at_most in checks:
         figure = result.figure(figure_name)
-        met, verdict = judge(figure, target)
+        if at_most and figure is None:
+            continue  # a section not asked for (these figures only exist when measured)
+        met, verdict = judge(figure, target, at_most)
         goals.append(Goal(name, target, figure_name, figure.median if figure else None, met, verdict, note))
     return goals
 

@@ -89,13 +89,18 @@ def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object
     launcher = flags.pop("launcher")
     ray_keys = ("address", "cpus_per_group", "gpus_per_group", "max_retries")
     launch_options = {k: v for k in ray_keys if (v := flags.pop(k)) is not None}
+    if experiment_file is None and flags["task"] is None:
+        raise click.UsageError("give an EXPERIMENT_FILE, or --task with --methods, --seeds and --steps")
     if experiment_file is None and flags["name"] is None:
         flags["name"] = flags["task"]
     flags["overrides"] = _overrides(sets)
     try:
         exp = load_experiment(experiment_file, **flags)
+    except (FileNotFoundError, ValueError) as err:  # bad input: a usage error, as in train
+        raise click.UsageError(str(err)) from None
+    try:
         plan = plan_experiment(exp, results_dir, on_conflict=on_conflict.replace("-", "_"))
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError) as err:  # e.g. results of another config
         raise click.ClickException(str(err)) from None
     if baseline is not None and baseline not in exp.methods:  # before hours of training, not after
         raise click.UsageError(f"--baseline {baseline!r} is not one of the methods: {', '.join(exp.methods)}")
