@@ -1,5 +1,7 @@
 import csv
 import json
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -46,6 +48,11 @@ def test_parse_steps_errors(text):
 
 def test_format_steps():
     assert [format_steps(s) for s in (2_000_000, 2_500_000, 300_000, 2048)] == ["2M", "2.5M", "300k", "2048"]
+
+
+def test_python_dash_m_runs_the_cli():
+    result = subprocess.run([sys.executable, "-m", "rlplast", "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("Usage: rlplast train")
 
 
 def test_help_lists_every_option():

@@ -19,7 +19,7 @@ BINS_HELP = "points of the step grid each run's curves are averaged onto [defaul
 def scores_table(summary: Summary) -> Table:
     """The return scores per method (finished runs, mean [95% CI]) as a console table."""
     table = Table(title=f"{summary.results.name}: episodic return over finished runs, mean [95% CI]")
-    for column in ("method", "runs", "final (last 10%)", "peak", "AUC (mean return)"):
+    for column in ("method", "runs with a final", "final (last 10%)", "peak", "AUC (mean return)"):
         table.add_column(column, justify="left" if column == "method" else "right")
     if summary.baseline is not None:
         table.add_column(f"P(final > {method_label(summary.baseline)})", justify="right")

@@ -84,7 +84,14 @@ def _header(summary: Summary) -> list[str]:
 
 def _return_section(summary: Summary) -> list[str]:
     base = summary.baseline
-    header = ["method", "runs", "final return (last 10%)", "peak return", "AUC (mean return)", "IQM final return"]
+    header = [
+        "method",
+        "runs with a final return",
+        "final return (last 10%)",
+        "peak return",
+        "AUC (mean return)",
+        "IQM final return",
+    ]
     if base is not None:
         header.append(f"P(final > {method_label(base)})")
     rows = []
@@ -99,7 +106,8 @@ def _return_section(summary: Summary) -> list[str]:
         "",
         f"Each run's returns are averaged in {len(summary.edges) - 1} equal bins of env steps; the tables use "
         "finished runs only. Mean over runs with a 95% percentile-bootstrap interval [low, high]. "
-        f"Final return: the last {FINAL_FRACTION:.0%} of the bins. Peak: the highest bin. "
+        f"Final return: the last {FINAL_FRACTION:.0%} of the bins (a run in which no episode ended there has "
+        "none). Peak: the highest bin. "
         "AUC: the area under the binned curve divided by the steps, i.e. the mean return over training. "
         "IQM: interquartile mean of the final returns (rliable; with fewer than 4 runs it is the mean)."
         + (
