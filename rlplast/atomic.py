@@ -17,12 +17,18 @@ from typing import IO, Any
 
 
 def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it
-    os.umask(mask)
-    return mask
+    """The process's umask: from /proc where Linux shows it, else by setting and restoring it
+    (which briefly changes it for every thread, so it is done once, at import)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return int(next(line.split()[1] for line in f if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0)
+        os.umask(mask)
+        return mask
 
 
-FILE_MODE = 0o666 & ~_umask()  # read once: os.umask is process-wide and not thread-safe
+FILE_MODE = 0o666 & ~_umask()
 
 
 def atomic_write(path: Path, write: Callable[[IO[Any]], None], mode: str = "w") -> None:
