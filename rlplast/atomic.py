@@ -8,6 +8,7 @@ shared filesystem stay readable by the group.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -41,7 +42,8 @@ def atomic_write(path: Path, write: Callable[[IO[Any]], None], mode: str = "w") 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, FILE_MODE)
+        with contextlib.suppress(OSError):  # a filesystem without modes (some network mounts)
+            os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()

@@ -42,7 +42,7 @@ from rlplast.config import Config, ConfigError, validate
 from rlplast.envs.vec import VecEnv, make_vec_env
 from rlplast.log_writer import GroupLog
 from rlplast.progress import GroupProgress
-from rlplast.report.aggregate import CONFIG_FILE, DONE_FILE
+from rlplast.report.aggregate import CONFIG_FILE, DONE_FILE, seed_dirs
 from rlplast.tracking import PlasticityTracker, tag
 
 CHECKPOINT_DIR = "checkpoints"
@@ -115,21 +115,34 @@ def refuse_other_configs(cfg: Config, out_dir: Path) -> None:
     checkpoint interval) may differ.
 
     Raises:
-        CheckpointMismatch: listing each such run and the keys that differ (saved -> now).
+        CheckpointMismatch: listing the runs of each other config and the keys that differ.
     """
-    want, problems = cfg.training_dict(), []
-    for path in sorted(Path(out_dir).glob(f"seed*/{CONFIG_NAME}")):
-        try:
-            diff = config_diff(validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {}).training_dict(), want)
-        except (ConfigError, yaml.YAMLError) as err:
-            diff = [f"unreadable ({err})"]
-        if diff:
-            problems.append(f"{path.parent.name}: {summarize_diff(diff)}")
-    if problems:
+    want = cfg.training_dict()
+    runs_by_diff: dict[str, list[str]] = {}
+    for _, folder in seed_dirs(out_dir):
+        path = folder / CONFIG_NAME
+        if not path.exists():
+            continue
+        runs_by_diff.setdefault(_saved_config_diff(path, want), []).append(folder.name)
+    runs_by_diff.pop("", None)
+    if runs_by_diff:
+        problems = " | ".join(f"{', '.join(runs)}: {diff}" for diff, runs in runs_by_diff.items())
         raise CheckpointMismatch(
             f"{out_dir} holds runs of another config; refusing to train into it. Differences "
-            f"(saved -> now): {' | '.join(problems)}. Use another --out folder, or delete those run folders."
+            f"(saved -> now): {problems}. Write to another results folder, or delete those run folders."
         )
+
+
+def _saved_config_diff(path: Path, want: dict[str, Any]) -> str:
+    """How the training config saved at ``path`` differs from ``want`` (empty: it does not)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ConfigError("not a config mapping")
+        return summarize_diff(config_diff(validate(data).training_dict(), want))
+    except (OSError, UnicodeDecodeError, ConfigError, yaml.YAMLError) as err:
+        reason = " ".join(str(err).split())  # one line
+        return f"{path} is unreadable ({reason})"
 
 
 class _StopFlag:

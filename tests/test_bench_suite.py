@@ -108,7 +108,13 @@ def test_judge_looks_at_the_spread(low, median, high, expected):
 
 @pytest.mark.parametrize(
     ("low", "median", "high", "expected"),
-    [(1.0, 1.1, 1.15, (True, "yes")), (1.16, 1.2, 1.3, (False, "no")), (1.1, 1.16, 1.2, (False, "unclear"))],
+    [
+        (1.0, 1.1, 1.15, (True, "yes")),  # even the slowest repeat is at the bound
+        (1.16, 1.2, 1.3, (False, "no")),
+        (1.15, 1.2, 1.3, (False, "unclear")),  # the fastest repeat is at the bound
+        (1.1, 1.16, 1.2, (False, "unclear")),
+        (1.1, 1.14, 1.2, (True, "unclear")),
+    ],
 )
 def test_judge_an_upper_bound(low, median, high, expected):
     assert suite.judge(Figure("plugins", "r", "ratio", median, low, high, 3), 1.15, at_most=True) == expected
@@ -123,6 +129,11 @@ def test_a_failing_section_is_reported_and_the_others_still_run(fakes, monkeypat
     assert result.figures[0].note == "failed: RuntimeError: no simulator"
     assert result.figure("metrics / PPO network work").n == 3
     assert result.goals[0].met is None
+
+    monkeypatch.setattr(suite, "ppo_updater", lambda *a: broken())
+    plugins = {g.name: g for g in run_suite(SuiteSettings(repeats=3, sections=("plugins",))).goals}
+    assert plugins["ppo_cbp update <= 1.15 x ppo_tuned"].verdict == "not measured"  # asked for, failed
+    assert "metrics <= 5% of the PPO network work" not in plugins  # not asked for
 
 
 def test_markdown_and_json_outputs(fakes, tmp_path):

@@ -138,5 +138,5 @@ def test_train_then_rerun_skips(tmp_path):
     # another config into the same method folder: refused before anything is said to be trained
     other = CliRunner().invoke(main, [*args[:4], "0-2", *args[5:], "--set", "agent.epochs=2"])
     assert other.exit_code == 1
-    assert "holds runs of another config" in other.output and "seed0: agent.epochs: 1 -> 2" in other.output
+    assert "holds runs of another config" in other.output and "seed0, seed1: agent.epochs: 1 -> 2" in other.output
     assert "training" not in other.output and not (tmp_path / "ppo/seed2").exists()

@@ -155,6 +155,13 @@ def test_cli_bad_input_is_named(tmp_path, args, message):
     assert message in result.output
 
 
+def test_cli_baseline_may_be_a_method_of_an_earlier_call(tmp_path):
+    write_synthetic_run(tmp_path / "ant" / "ppo" / "seed0", "ppo", 0, 20_000, 5_000)
+    args = ["compare", "--task", "ant", "--methods", "ppo_cbp", "--seeds", "0", "--steps", "4k"]
+    result = CliRunner().invoke(main, [*args, "--results-dir", str(tmp_path), "--baseline", "ppo", "--dry-run"])
+    assert result.exit_code == 0, result.output
+
+
 def test_cli_without_file_or_task_says_what_is_missing(tmp_path):
     result = CliRunner().invoke(main, ["compare", "--methods", "ppo", "--seeds", "0", "--steps", "4k", "--dry-run"])
     assert result.exit_code == 2 and "give an EXPERIMENT_FILE, or --task" in result.output

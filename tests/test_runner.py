@@ -268,6 +268,14 @@ def test_a_method_folder_takes_runs_of_one_config(tmp_path):
     assert json.loads((tmp_path / "seed0/done.json").read_text())["steps"] == UPDATE  # untouched
     # names and run settings may differ
     runner.train_group(tiny_cfg(checkpoint_every=16).model_copy(update={"method": "renamed"}), [1], tmp_path, UPDATE)
+    # folders that are not runs (the report reads seed<k> only) do not count; unreadable configs do
+    backup = tmp_path / "seed0.bak"
+    backup.mkdir()
+    (backup / "config.yaml").write_text(other.to_yaml())
+    runner.train_group(tiny_cfg(), [0, 1], tmp_path, 2 * UPDATE)
+    (tmp_path / "seed1" / "config.yaml").write_bytes(b"\xff\xfe")
+    with pytest.raises(CheckpointMismatch, match=r"seed1: .*seed1/config\.yaml is unreadable"):
+        runner.train_group(tiny_cfg(), [0], tmp_path, 3 * UPDATE)
 
 
 @pytest.mark.parametrize(("how", "code"), [("signal", 130), ("sigterm", 143)])

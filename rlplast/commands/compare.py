@@ -11,6 +11,7 @@ from rich.table import Table
 
 from rlplast.cli_types import SEEDS, STEPS, format_seeds, format_steps
 from rlplast.commands.plot import BASELINE_HELP, BINS_HELP, report
+from rlplast.report.aggregate import seed_dirs
 
 
 def _overrides(pairs: tuple[str, ...]) -> dict[str, object] | None:
@@ -102,8 +103,9 @@ def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object
         plan = plan_experiment(exp, results_dir, on_conflict=on_conflict.replace("-", "_"))
     except (FileNotFoundError, ValueError) as err:  # e.g. results of another config
         raise click.ClickException(str(err)) from None
-    if baseline is not None and baseline not in exp.methods:  # before hours of training, not after
-        raise click.UsageError(f"--baseline {baseline!r} is not one of the methods: {', '.join(exp.methods)}")
+    reported = {*exp.methods, *(d.name for d in plan.exp_dir.glob("*") if seed_dirs(d))}  # earlier calls' too
+    if baseline is not None and baseline not in reported:  # before hours of training, not after
+        raise click.UsageError(f"--baseline {baseline!r} is not one of the methods: {', '.join(sorted(reported))}")
 
     console.print(
         f"[bold]{exp.name}[/]: task {exp.task}, {format_steps(exp.steps)} env steps per run, seeds "
@@ -131,6 +133,8 @@ def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object
         sys.exit(err.exit_code)
     except (ImportError, ValueError, ConnectionError) as err:  # no Ray or cluster, or options that do not fit
         raise click.ClickException(str(err)) from None
+    if failures:  # said first: a failed method may also be why the report cannot be drawn
+        console.print("[red]some methods failed (rerun to resume them):\n  " + "\n  ".join(failures))
     report(plan.exp_dir, bins, baseline, console)
     if failures:
-        raise click.ClickException("some methods failed (rerun to resume them):\n  " + "\n  ".join(failures))
+        raise click.ClickException(f"{len(failures)} method(s) failed; see above")

@@ -18,7 +18,7 @@ import yaml
 
 from rlplast.cli_types import format_seeds
 from rlplast.compare.experiment import ExperimentConfig
-from rlplast.report.aggregate import CONFIG_FILE, DONE_FILE, EXPERIMENT_FILE, load_yaml
+from rlplast.report.aggregate import CONFIG_FILE, DONE_FILE, EXPERIMENT_FILE, load_yaml, seed_dirs
 
 RunStatus = Literal["new", "resume", "done"]
 
@@ -106,7 +106,10 @@ def run_conflicts(
             problems.append(f"{EXPERIMENT_FILE}: {key} is {saved[key]!r} there, {now[key]!r} now")
     for method, want in planned.items():
         # every run of the method folder, not only the planned seeds: a folder holds one config
-        for existing in sorted((exp_dir / method).glob(f"seed*/{CONFIG_FILE}")):
+        for _, folder in seed_dirs(exp_dir / method):
+            existing = folder / CONFIG_FILE
+            if not existing.is_file():
+                continue
             try:
                 diff = config_diff(read_saved(load_yaml(existing)), want)
             except ValueError as err:

@@ -84,6 +84,14 @@ def load_yaml(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def seed_dirs(method_dir: Path) -> list[tuple[int, Path]]:
+    """``(seed, folder)`` of every run folder (``seed<k>``) of a method folder, by seed; none if
+    the folder does not exist. Other folders (``seed0.bak``) are not runs."""
+    if not Path(method_dir).is_dir():
+        return []
+    return sorted((int(m.group(1)), p) for p in Path(method_dir).iterdir() if (m := _SEED_DIR.match(p.name)))
+
+
 def read_run(path: Path, method: str, seed: int, tags: Container[str] | None = None) -> Run:
     """Read one run folder; a folder without metrics.csv yet gives a run with no scalars."""
     metrics = path / METRICS_FILE
@@ -113,9 +121,9 @@ def load_results(exp_dir: Path, tags: Container[str] | None = None) -> Experimen
     meta = load_yaml(exp_dir / EXPERIMENT_FILE)
     runs: dict[str, list[Run]] = {}
     for method_dir in sorted(p for p in exp_dir.iterdir() if p.is_dir()):
-        seed_dirs = [(int(m.group(1)), p) for p in method_dir.iterdir() if (m := _SEED_DIR.match(p.name))]
-        if seed_dirs:
-            runs[method_dir.name] = [read_run(p, method_dir.name, s, tags) for s, p in sorted(seed_dirs)]
+        found = seed_dirs(method_dir)
+        if found:
+            runs[method_dir.name] = [read_run(p, method_dir.name, s, tags) for s, p in found]
     if not runs:
         raise FileNotFoundError(f"{exp_dir} holds no run folders (<method>/seed<k>/)")
     methods = _method_order(list(runs), meta.get("methods", []))
