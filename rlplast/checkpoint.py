@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from rlplast.atomic import atomic_write
+from rlplast.report.aggregate import CONFIG_FILE, seed_dirs
 
 FORMAT_VERSION = 1
 
@@ -62,6 +64,42 @@ def summarize_diff(diff: list[str], limit: int = 5) -> str:
     """The first ``limit`` differences of :func:`config_diff` on one line, and how many more."""
     more = f" (and {len(diff) - limit} more)" if len(diff) > limit else ""
     return "; ".join(diff[:limit]) + more
+
+
+def saved_training_dict(data: dict) -> dict:
+    """The training part (``Config.training_dict``) of a saved config.yaml's contents."""
+    from rlplast.config import validate
+
+    return validate(data, source="saved config.yaml").training_dict()
+
+
+def run_config_diffs(
+    method_dir: Path, want: Mapping[str, Any], read_saved: Callable[[dict], dict] = saved_training_dict
+) -> dict[str, list[str]]:
+    """The runs of a method folder whose saved training config differs from ``want``.
+
+    A report reads every ``seed<k>`` folder of a method folder as one method, so the folder must
+    hold runs of one config; names and the ``run`` section (steps, threads) may differ.
+
+    Returns:
+        ``{difference (saved -> want, one line): [run folder names]}``; empty when all agree. A
+        config.yaml that cannot be read or validated counts as a difference naming the file.
+    """
+    diffs: dict[str, list[str]] = {}
+    for _, folder in seed_dirs(method_dir):
+        path = folder / CONFIG_FILE
+        if not path.is_file():
+            continue
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a config mapping")
+            diff = summarize_diff(config_diff(read_saved(data), want))
+        except (OSError, ValueError, yaml.YAMLError) as err:  # ConfigError, bad UTF-8: ValueErrors
+            diff = f"{path} is unreadable ({' '.join(str(err).split())})"
+        if diff:
+            diffs.setdefault(diff, []).append(folder.name)
+    return diffs
 
 
 def save_checkpoint(path: Path, state: Mapping[str, Any], resolved_config: Mapping[str, Any]) -> None:

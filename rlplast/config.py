@@ -17,7 +17,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from rlplast.agents.plasticity import OptimizerConfig, PluginConfig
 from rlplast.agents.ppo import PPOConfig
+from rlplast.checkpoint import flatten
 from rlplast.cli_types import parse_steps
 from rlplast.envs.vec import EnvConfig
 from rlplast.tracking import MetricsConfig
@@ -222,26 +223,15 @@ def validate(data: Mapping[str, Any], source: str = "config") -> Config:
         cfg = Config.model_validate(data)
     except ValidationError as err:
         raise ConfigError(f"invalid {source}:\n" + format_errors(err)) from None
+    values = flatten(cfg.model_dump())
     bad = [
         f"  {key}: {value} is not a finite number"
-        for key, value in _numbers(cfg.model_dump())
-        if not math.isfinite(value)
+        for key, value in values.items()
+        if isinstance(value, float) and not math.isfinite(value)
     ]
     if bad:
         raise ConfigError(f"invalid {source}:\n" + "\n".join(bad))
     return cfg
-
-
-def _numbers(obj: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
-    """``(dotted key, value)`` of every float in a dumped config."""
-    if isinstance(obj, Mapping):
-        for key, value in obj.items():
-            yield from _numbers(value, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(obj, list | tuple):
-        for i, value in enumerate(obj):
-            yield from _numbers(value, f"{prefix}.{i}")
-    elif isinstance(obj, float):
-        yield prefix, obj
 
 
 # -- error messages -----------------------------------------------------------------------------

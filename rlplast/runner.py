@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from rich.progress import Progress
 from torch import Tensor
 
@@ -36,13 +35,13 @@ import rlplast
 from rlplast import log_writer as tags
 from rlplast.agents.ppo import PPO
 from rlplast.atomic import atomic_write_json, atomic_write_text
-from rlplast.checkpoint import CheckpointMismatch, config_diff, load_checkpoint, save_checkpoint, summarize_diff
+from rlplast.checkpoint import CheckpointMismatch, load_checkpoint, run_config_diffs, save_checkpoint
 from rlplast.cli_types import format_seeds, parse_seeds
-from rlplast.config import Config, ConfigError, validate
+from rlplast.config import Config
 from rlplast.envs.vec import VecEnv, make_vec_env
 from rlplast.log_writer import GroupLog
 from rlplast.progress import GroupProgress
-from rlplast.report.aggregate import CONFIG_FILE, DONE_FILE, seed_dirs
+from rlplast.report.aggregate import CONFIG_FILE, DONE_FILE
 from rlplast.tracking import PlasticityTracker, tag
 
 CHECKPOINT_DIR = "checkpoints"
@@ -107,42 +106,20 @@ def git_info() -> dict[str, Any]:
 
 
 def refuse_other_configs(cfg: Config, out_dir: Path) -> None:
-    """Refuse to train into a method folder that holds runs of another training config.
-
-    A report reads every ``seed<k>`` folder of a method folder as one method, so the folder takes
-    runs of one config only. A finished run has no checkpoint left to refuse a change; its
-    ``config.yaml`` says what trained it. Names and the ``run`` section (steps, threads,
-    checkpoint interval) may differ.
+    """Refuse to train into a method folder that holds runs of another training config (see
+    :func:`rlplast.checkpoint.run_config_diffs`; a finished run has no checkpoint left to refuse
+    a change, its config.yaml says what trained it).
 
     Raises:
         CheckpointMismatch: listing the runs of each other config and the keys that differ.
     """
-    want = cfg.training_dict()
-    runs_by_diff: dict[str, list[str]] = {}
-    for _, folder in seed_dirs(out_dir):
-        path = folder / CONFIG_NAME
-        if not path.exists():
-            continue
-        runs_by_diff.setdefault(_saved_config_diff(path, want), []).append(folder.name)
-    runs_by_diff.pop("", None)
-    if runs_by_diff:
-        problems = " | ".join(f"{', '.join(runs)}: {diff}" for diff, runs in runs_by_diff.items())
+    diffs = run_config_diffs(out_dir, cfg.training_dict())
+    if diffs:
+        problems = " | ".join(f"{', '.join(runs)}: {diff}" for diff, runs in diffs.items())
         raise CheckpointMismatch(
             f"{out_dir} holds runs of another config; refusing to train into it. Differences "
             f"(saved -> now): {problems}. Write to another results folder, or delete those run folders."
         )
-
-
-def _saved_config_diff(path: Path, want: dict[str, Any]) -> str:
-    """How the training config saved at ``path`` differs from ``want`` (empty: it does not)."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise ConfigError("not a config mapping")
-        return summarize_diff(config_diff(validate(data).training_dict(), want))
-    except (OSError, UnicodeDecodeError, ConfigError, yaml.YAMLError) as err:
-        reason = " ".join(str(err).split())  # one line
-        return f"{path} is unreadable ({reason})"
 
 
 class _StopFlag:

@@ -18,7 +18,7 @@ import yaml
 
 from rlplast.cli_types import format_seeds
 from rlplast.compare.experiment import ExperimentConfig
-from rlplast.report.aggregate import CONFIG_FILE, DONE_FILE, EXPERIMENT_FILE, load_yaml, seed_dirs
+from rlplast.report.aggregate import DONE_FILE, EXPERIMENT_FILE, load_yaml
 
 RunStatus = Literal["new", "resume", "done"]
 
@@ -60,19 +60,6 @@ class ConfigConflict(ValueError):
     """A results folder holds runs of another config than the one planned."""
 
 
-def training_config(config: Any) -> dict:
-    """What must agree between a planned run and a saved one: the config minus names and the
-    ``run:`` section (steps may differ: the runner continues finished runs to more steps)."""
-    return config.training_dict()
-
-
-def saved_training_config(data: dict) -> dict:
-    """:func:`training_config` of a saved config.yaml's contents."""
-    from rlplast.config import validate
-
-    return validate(data, source="saved config.yaml").training_dict()
-
-
 def _run_status(run_dir: Path, steps: int) -> RunStatus:
     """``done`` when done.json says the run reached ``steps``; ``resume`` when the folder has
     anything (an interrupted run, or a finished one to continue to more steps); else ``new``."""
@@ -86,17 +73,16 @@ def run_conflicts(
     exp: ExperimentConfig,
     exp_dir: Path,
     planned: dict[str, dict],
-    read_saved: Callable[[dict], dict] = saved_training_config,
 ) -> list[str]:
     """Why the runs already in ``exp_dir`` cannot be continued by ``exp`` (empty: they can).
 
-    Compares each existing run's config.yaml (through ``read_saved``; every seed folder of a
-    planned method, since a method folder holds runs of one config) with the planned config of
-    its method (``planned``: method -> dict), and the saved experiment.yaml's task, backend and
+    Compares each existing run's config.yaml (every seed folder of a planned method, since a
+    method folder holds runs of one config) with the planned training config of its method
+    (``planned``: method -> ``Config.training_dict()``), and the saved experiment.yaml's task, backend and
     overrides with ``exp``'s. Steps may differ: the runner continues finished runs to more
     steps, and a report of fewer steps reads each run's first ``steps``.
     """
-    from rlplast.checkpoint import config_diff, summarize_diff
+    from rlplast.checkpoint import run_config_diffs
 
     problems = []
     saved = load_yaml(exp_dir / EXPERIMENT_FILE)
@@ -106,16 +92,8 @@ def run_conflicts(
             problems.append(f"{EXPERIMENT_FILE}: {key} is {saved[key]!r} there, {now[key]!r} now")
     for method, want in planned.items():
         # every run of the method folder, not only the planned seeds: a folder holds one config
-        for _, folder in seed_dirs(exp_dir / method):
-            existing = folder / CONFIG_FILE
-            if not existing.is_file():
-                continue
-            try:
-                diff = config_diff(read_saved(load_yaml(existing)), want)
-            except ValueError as err:
-                diff = [f"unreadable ({err})"]
-            if diff:
-                problems.append(f"{method}/{existing.parent.name} (saved -> planned): {summarize_diff(diff)}")
+        for diff, runs in run_config_diffs(exp_dir / method, want).items():
+            problems.append(f"{method}/{', '.join(runs)} (saved -> planned): {diff}")
     return problems
 
 
@@ -132,8 +110,6 @@ def plan_experiment(
     results_root: Path,
     on_conflict: Literal["error", "new_folder"] = "error",
     load: Callable[[str, str, Sequence[str]], Any] | None = None,
-    resolve: Callable[[Any], dict] = training_config,
-    read_saved: Callable[[dict], dict] = saved_training_config,
 ) -> ExperimentPlan:
     """Resolve every method's config and decide, per run, whether to train, resume or skip it.
 
@@ -143,8 +119,6 @@ def plan_experiment(
         on_conflict: when existing runs have another config: ``error`` raises, ``new_folder``
             plans into ``<name>_2`` (or the first free ``<name>_<k>``).
         load: ``load_config(task, method, overrides)``; the project's by default.
-        resolve: a loaded config -> the dict that must match between runs.
-        read_saved: a saved config.yaml's contents -> the same kind of dict.
 
     Raises:
         ValueError: an unknown task or method (naming the known ones), or a bad override.
@@ -153,11 +127,11 @@ def plan_experiment(
     if load is None:
         from rlplast.config import load_config as load
     configs = {method: load(exp.task, method, exp.override_args()) for method in exp.methods}
-    planned = {method: resolve(cfg) for method, cfg in configs.items()}
+    planned = {method: cfg.training_dict() for method, cfg in configs.items()}  # steps may differ
     home = Path(results_root) / exp.name
 
     def conflicts(folder: Path) -> list[str]:
-        return run_conflicts(exp, folder, planned, read_saved)
+        return run_conflicts(exp, folder, planned)
 
     problems = conflicts(home)
     if problems and on_conflict == "error":
