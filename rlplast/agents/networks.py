@@ -55,8 +55,18 @@ class BatchedLinear(nn.Module):
         return math.sqrt(3.0 / self.in_features)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x [R, B, in] -> [R, B, out]``."""
-        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+        """``x [R, B, in] -> [R, B, out]`` (a transposed view; see :meth:`columns`)."""
+        return self.columns(x.transpose(1, 2)).transpose(1, 2)
+
+    def columns(self, h: Tensor) -> Tensor:
+        """Feature-major: ``h [R, in, B] -> [R, out, B]`` (contiguous), ``W h + b``.
+
+        The layout the update's forward pass uses. Its weight gradient comes out of a batched
+        matmul contiguous, as the weight is; batch-major (``x W^T``) autograd hands back the
+        gradient of the transposed view, which AccumulateGrad copies into the weight's layout: a
+        strided copy costing about a tenth of a PPO minibatch step on a CPU.
+        """
+        return torch.baddbmm(self.bias.unsqueeze(2), self.weight, h)
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,9 @@ class MLP(nn.Module):
 
     After each forward pass ``self.features`` holds the detached post-activation output of every
     hidden layer, ``[R, B, width]`` each: the acting pass feeds the metrics, the update pass feeds
-    the plug-ins. Keeping references costs no copy.
+    the plug-ins. Keeping references costs no copy. (After :meth:`forward` they are transposed
+    views of feature-major ``[R, width, B]`` activations: reductions over the batch read
+    contiguous memory.)
     """
 
     def __init__(
@@ -122,12 +134,14 @@ class MLP(nn.Module):
         feats = []
         # plain iteration and direct forward calls: slicing a ModuleList builds a new module and
         # the module-call machinery costs more than the matmul at acting batch sizes
+        # feature-major inside (see BatchedLinear.columns); features are transposed views
         *hidden, last = self.layers
+        h = x.transpose(1, 2)
         for layer in hidden:
-            x = act(layer.forward(x))
-            feats.append(x.detach())
+            h = act(layer.columns(h))
+            feats.append(h.detach().transpose(1, 2))
         self._set_features(feats)
-        return last.forward(x)
+        return last.columns(h).transpose(1, 2)
 
     def _set_features(self, feats: list[Tensor]) -> None:
         # straight into the instance dict: nn.Module.__setattr__ first checks whether the value is

@@ -17,6 +17,31 @@ def test_batched_linear_equals_per_run_linear():
         torch.testing.assert_close(out[r], expected)
 
 
+def test_mlp_gradients_equal_per_run_linear_and_come_in_the_weights_layout():
+    """The feature-major forward gives each run the gradients of an ordinary MLP (torch's
+    F.linear, run by run), and hands every gradient over in its parameter's layout: a weight
+    gradient in another layout would be copied into it when accumulated (slow for 256 x 256)."""
+    net = MLP(num_runs=2, in_dim=3, hidden=[5, 4], out_dim=2)
+    net.reset_parameters(run_generators([0, 1], salt=1))
+    x = torch.randn(2, 6, 3)
+    arriving = {}  # the gradient as autograd hands it over, before it is accumulated into .grad
+    for name, param in net.named_parameters():
+        param.register_hook(lambda grad, name=name: arriving.update({name: grad.stride()}))
+    net(x).square().sum().backward()
+    for r in range(2):
+        weights = [layer.weight[r].detach().clone().requires_grad_() for layer in net.layers]
+        biases = [layer.bias[r].detach().clone().requires_grad_() for layer in net.layers]
+        h = x[r]
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            h = torch.nn.functional.linear(h, w, b)
+            h = torch.relu(h) if i < len(weights) - 1 else h
+        h.square().sum().backward()
+        for layer, w, b in zip(net.layers, weights, biases, strict=True):
+            torch.testing.assert_close(layer.weight.grad[r], w.grad)
+            torch.testing.assert_close(layer.bias.grad[r], b.grad)
+    assert arriving == {name: param.stride() for name, param in net.named_parameters()}
+
+
 def test_lecun_init_bounds_and_run_independence():
     group = MLP(num_runs=3, in_dim=27, hidden=[256, 256], out_dim=8)
     group.reset_parameters(run_generators([0, 1, 2], salt=7))
