@@ -22,7 +22,8 @@ Weight and training metrics (per run, R the leading dimension of every parameter
     - :func:`weight_magnitude`: mean |w| over the weights of Linear layers, ``-> [R]``.
     - :func:`weight_change`: mean |w - w_prev| over the same weights, ``-> [R]``.
     - :func:`grad_norm` / :func:`grad_norms`: global L2 norm of the gradients of a set (or of
-      each of several sets) of parameters, ``-> [R]`` (``[G, R]``).
+      each of several sets) of parameters, ``-> [R]`` (``[G, R]``); built from
+      :func:`tensor_norms` and :func:`pooled_norms`, which PPO uses to pool once per update.
     - :func:`gaussian_entropy`: entropy of a diagonal Gaussian policy from ``log_std``, ``-> [R]``.
     - :func:`upgd_plasticity`: UPGD's p(Z) = max(1 - L(W', Z) / max(L(W, Z), eps), 0), ``-> [R]``.
 
@@ -288,25 +289,30 @@ def grad_norm(params: Iterable[Tensor]) -> Tensor:
 
 
 def grad_norms(groups: Sequence[Iterable[Tensor]]) -> Tensor:
-    """:func:`grad_norm` of each group of parameters (e.g. actor and critic), ``[G, R]``: for
-    one run, the norms of every tensor in one multi-tensor call."""
+    """:func:`grad_norm` of each group of parameters (e.g. actor and critic), ``[G, R]``."""
     groups = [list(g) for g in groups]
     if not all(groups):
         raise ValueError("grad_norm needs at least one parameter per group")
-    first = groups[0][0]
     grads = [[p.grad.detach() for p in g if p.grad is not None] for g in groups]
-    if first.shape[0] == 1:  # one run: a tensor's norm is the run's
-        everything = [g for group in grads for g in group]
-        if not everything:
-            return first.new_zeros(len(groups), 1)
-        squares = torch.stack(torch._foreach_norm(everything)).square()
-        sums = [part.sum() for part in squares.split([len(group) for group in grads])]
-        return torch.stack(sums).sqrt().view(len(groups), 1)
-    out = []
-    for group in grads:  # one norm per tensor and run, then the norm of those
-        norms = [torch.linalg.vector_norm(g.flatten(1), dim=1) for g in group]
-        out.append(torch.linalg.vector_norm(torch.stack(norms, 1), dim=1) if norms else first.new_zeros(first.shape[0]))
-    return torch.stack(out)
+    everything = [g for group in grads for g in group]
+    if not everything:
+        return groups[0][0].new_zeros(len(groups), groups[0][0].shape[0])
+    return pooled_norms(tensor_norms(everything), [len(group) for group in grads])
+
+
+def tensor_norms(tensors: Sequence[Tensor]) -> Tensor:
+    """L2 norm of each tensor ``[R, ...]`` per run, ``[T, R]`` (for one run: every tensor's norm
+    in one multi-tensor call)."""
+    if tensors[0].shape[0] == 1:
+        return torch.stack(torch._foreach_norm(list(tensors))).view(len(tensors), 1)
+    return torch.stack([torch.linalg.vector_norm(t.flatten(1), dim=1) for t in tensors])
+
+
+def pooled_norms(norms: Tensor, sizes: Sequence[int]) -> Tensor:
+    """The norm of each group of tensors from their norms: ``norms [..., T, R]`` of T tensors in
+    consecutive groups of ``sizes`` (sum T) -> ``[..., G, R]`` (a group of none: 0)."""
+    squares = norms.square().split(list(sizes), dim=-2)
+    return torch.stack([part.sum(-2) for part in squares], -2).sqrt()
 
 
 def gaussian_entropy(log_std: Tensor) -> Tensor:

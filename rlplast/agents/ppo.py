@@ -34,20 +34,10 @@ from torch import Tensor
 from rlplast.agents.networks import Actor, Critic, HiddenLayer, run_generators
 from rlplast.agents.plasticity import OptimizerConfig, StepContext, build_optimizer, build_plugins
 from rlplast.agents.storage import RolloutStorage
-from rlplast.metrics import grad_norms
+from rlplast.agents.update_stats import UpdateStats
 
 # salts that give each random stream of a run its own generator (see run_generators)
 SALT_ACTOR, SALT_CRITIC, SALT_ACTION, SALT_MINIBATCH = 11, 12, 13, 14
-
-LOSS_NAMES = (
-    "policy_loss",
-    "value_loss",
-    "approx_kl",
-    "clip_fraction",
-    "grad_norm",
-    "actor_grad_norm",
-    "critic_grad_norm",
-)
 
 
 class PPOConfig(BaseModel):
@@ -228,7 +218,8 @@ class PPO:
     # -- learning -------------------------------------------------------------------------------
 
     def _loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Per-run PPO loss of one minibatch (``[R, mb, ...]`` fields): ``(loss [R], parts {name: [R]})``."""
+        """Per-run PPO loss of one minibatch (``[R, mb, ...]`` fields): ``(loss [R], parts)``, the
+        parts detached: ``policy_loss, value_loss [R]`` and ``logratio [R, mb]``."""
         cfg = self.cfg
         mean = self.actor.mlp(batch["obs"])
         logratio = self.actor.log_prob(mean, batch["actions"]) - batch["logprobs"]
@@ -239,13 +230,7 @@ class PPO:
         loss = policy_loss + cfg.value_coef * value_loss
         if cfg.entropy_coef:
             loss = loss - cfg.entropy_coef * self.actor.entropy()
-        with torch.no_grad():
-            parts = {
-                "policy_loss": policy_loss.detach(),
-                "value_loss": value_loss.detach(),
-                "approx_kl": ((ratio - 1) - logratio).mean(1),
-                "clip_fraction": ((ratio - 1).abs() > cfg.clip).float().mean(1),
-            }
+        parts = {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(), "logratio": logratio.detach()}
         return loss, parts
 
     def _recompute_loss(self, batch: dict[str, Tensor]) -> Tensor:
@@ -257,8 +242,9 @@ class PPO:
         self.actor.mlp.features, self.critic.mlp.features = saved
         return loss
 
-    def _clip_grads(self, norms: Tensor) -> None:
-        scale = (self.cfg.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+    def _clip_grads(self, norm: Tensor) -> None:
+        """Scale every gradient so that the global norm ``norm [R]`` is at most max_grad_norm."""
+        scale = (self.cfg.max_grad_norm / (norm + 1e-6)).clamp(max=1.0)
         for p in self.parameters():
             if p.grad is not None:
                 p.grad.mul_(scale.view(-1, *([1] * (p.dim() - 1))))
@@ -282,8 +268,7 @@ class PPO:
         explained = explained_variance(storage.flat("values"), fields["returns"])
 
         rows = torch.arange(R, device=self.device).unsqueeze(1)
-        actor_params, critic_params = list(self.actor.parameters()), list(self.critic.parameters())
-        sums = torch.zeros(len(LOSS_NAMES), R, device=self.device)  # one add per minibatch
+        stats = UpdateStats([list(self.actor.parameters()), list(self.critic.parameters())], cfg.clip)
         for _ in range(cfg.epochs):
             perm = torch.stack([torch.randperm(B, generator=g, device=self.device) for g in self.minibatch_generators])
             # one gather per field and epoch; the minibatches are then slices (views)
@@ -291,12 +276,12 @@ class PPO:
             for k in range(cfg.minibatches):
                 batch = {name: value[:, k * mb : (k + 1) * mb] for name, value in shuffled.items()}
                 loss, parts = self._loss(batch)
+                stats.add_losses(**parts)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.sum().backward()
-                parts["actor_grad_norm"], parts["critic_grad_norm"] = grad_norms([actor_params, critic_params])
-                parts["grad_norm"] = torch.hypot(parts["actor_grad_norm"], parts["critic_grad_norm"])
+                norms = stats.add_grads()  # before any clipping
                 if cfg.max_grad_norm is not None:
-                    self._clip_grads(parts["grad_norm"])
+                    self._clip_grads(stats.network_norms(norms).square().sum(0).sqrt())
                 ctx = StepContext(
                     step=self.optimizer_steps,
                     loss=loss.detach(),
@@ -309,14 +294,12 @@ class PPO:
                 ctx.step = self.optimizer_steps
                 for plugin in self.plugins:
                     plugin.after_step(ctx)
-                sums += torch.stack([parts[name] for name in LOSS_NAMES])
         for plugin in self.plugins:
             plugin.after_update()
         storage.clear()
         self.num_updates += 1
 
-        n = cfg.epochs * cfg.minibatches
-        out = dict(zip(LOSS_NAMES, sums / n, strict=True))
+        out = stats.means()
         with torch.no_grad():
             out["explained_variance"] = explained
             out["entropy"] = self.actor.entropy()
