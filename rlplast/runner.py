@@ -39,6 +39,7 @@ from rlplast.checkpoint import CheckpointMismatch, load_checkpoint, run_config_d
 from rlplast.cli_types import format_seeds, parse_seeds
 from rlplast.config import Config
 from rlplast.envs.vec import VecEnv, make_vec_env
+from rlplast.locks import hold
 from rlplast.log_writer import GroupLog
 from rlplast.progress import GroupProgress
 from rlplast.report.aggregate import CONFIG_FILE, DONE_FILE
@@ -46,6 +47,7 @@ from rlplast.tracking import PlasticityTracker, tag
 
 CHECKPOINT_DIR = "checkpoints"
 CONFIG_NAME, DONE_NAME = CONFIG_FILE, DONE_FILE  # each run folder's (the report reads them)
+CONFIG_LOCK = ".config.lock"  # held while a process checks and claims runs of a method folder
 # update() keys logged outside losses/ (the tracker's per-network tags)
 NETWORK_TAGS = {"actor_grad_norm": tag("actor", "grad_norm"), "critic_grad_norm": tag("critic", "grad_norm")}
 
@@ -439,19 +441,47 @@ def train_group(
             config.
     """
     cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"steps": steps})})  # as saved with each run
-    refuse_other_configs(cfg, Path(out_dir))
-    if cfg.implementation == "sb3":  # stable-baselines3's PPO, one model per seed (no run groups)
-        from rlplast.sb3.trainer import train_sb3
-
-        return train_sb3(cfg, seeds, out_dir, steps, device=device, progress=progress)
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
-    dev = resolve_device(device)
-    pending = [s for s in seeds if (finished_steps(out_dir, s) or 0) < steps]
+    with contextlib.ExitStack() as locks:
+        pending = claim_runs(cfg, Path(out_dir), seeds, steps, locks)
+        if cfg.implementation == "sb3":  # stable-baselines3's PPO, one model per seed (no run groups)
+            from rlplast.sb3.trainer import train_sb3
+
+            return train_sb3(cfg, seeds, out_dir, steps, device=device, progress=progress)
+        _train_pending(cfg, pending, Path(out_dir), steps, backend, resolve_device(device), progress)
+
+
+def claim_runs(cfg: Config, out_dir: Path, seeds: list[int], steps: int, locks: contextlib.ExitStack) -> list[int]:
+    """Check the method folder's configs and claim the unfinished runs for this process (see
+    rlplast.locks): their locks enter ``locks`` and their config.yaml is written, so that a
+    process starting next sees this config. Returns the unfinished seeds.
+
+    Raises:
+        CheckpointMismatch: the folder holds runs of another config.
+        rlplast.locks.RunBusy: another process is training one of these runs.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with hold(out_dir / CONFIG_LOCK, f"the configs of {out_dir}", wait=True):
+        refuse_other_configs(cfg, out_dir)
+        pending = [s for s in seeds if (finished_steps(out_dir, s) or 0) < steps]
+        for seed in pending:
+            locks.enter_context(hold(out_dir / f".seed{seed}.lock", f"run seed{seed} of {out_dir}"))
+        text = cfg.to_yaml()
+        for seed in pending:
+            run_dir(out_dir, seed).mkdir(exist_ok=True)
+            atomic_write_text(run_dir(out_dir, seed) / CONFIG_NAME, text)
+    return pending
+
+
+def _train_pending(
+    cfg: Config, pending: list[int], out_dir: Path, steps: int, backend: str, dev: torch.device, progress: Any
+) -> None:
+    """Train the unfinished seeds, in groups as their checkpoints were saved (see _plan_groups)."""
     with stop_on_signals() as stop:
-        for group_seeds in _plan_groups(Path(out_dir), pending):
-            group = RunGroup(cfg, group_seeds, Path(out_dir), backend, dev)
+        for group_seeds in _plan_groups(out_dir, pending):
+            group = RunGroup(cfg, group_seeds, out_dir, backend, dev)
             train_with_progress(group, f"{cfg.method} seeds {format_seeds(group_seeds)}", steps, stop, progress, cfg)

@@ -89,6 +89,7 @@ def train(
     """
     from rlplast.checkpoint import CheckpointMismatch
     from rlplast.config import ConfigError, load_config
+    from rlplast.locks import RunBusy
     from rlplast.progress import make_progress
     from rlplast.runner import Interrupted, finished_steps, refuse_other_configs, train_group
 
@@ -123,6 +124,6 @@ def train(
     except Interrupted as err:
         click.echo(str(err), err=True)
         sys.exit(err.exit_code)
-    except (CheckpointMismatch, ValueError) as err:
+    except (CheckpointMismatch, RunBusy, ValueError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"done: {out_dir}  (tensorboard --logdir {out_dir.parent})")
