@@ -144,6 +144,7 @@ def test_cli_interrupt_exits_130(tmp_path, monkeypatch):
         (["--steps", "abc"], "bad step count 'abc'"),
         (["--parallel", "0"], "expected a positive number or auto"),
         (["--set", "agent.epochs"], "expected KEY=VALUE"),
+        (["--set", "agent.epochz=3"], "agent.epochz"),
         (["--baseline", "ppo_tuned"], "--baseline 'ppo_tuned' is not one of the methods: ppo"),
     ],
 )
@@ -151,7 +152,7 @@ def test_cli_bad_input_is_named(tmp_path, args, message):
     base = ["--task", "ant", "--methods", "ppo", "--seeds", "0", "--steps", "4k", "--results-dir", str(tmp_path)]
     # A repeated option takes its last value, so ``args`` replace the good ones.
     result = CliRunner().invoke(main, ["compare", *base, *args, "--dry-run"])
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # a usage error, as in train
     assert message in result.output
 
 

@@ -82,6 +82,7 @@ def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object
     then be on a filesystem that every node of the cluster mounts at the same path.
     """
     from rlplast.compare import describe_plan, load_experiment, plan_experiment
+    from rlplast.config import ConfigError
     from rlplast.progress import make_progress
 
     console = Console()
@@ -101,6 +102,8 @@ def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object
         raise click.UsageError(str(err)) from None
     try:
         plan = plan_experiment(exp, results_dir, on_conflict=on_conflict.replace("-", "_"))
+    except ConfigError as err:  # an unknown method, a bad override: bad input, as in train
+        raise click.UsageError(str(err)) from None
     except (FileNotFoundError, ValueError) as err:  # e.g. results of another config
         raise click.ClickException(str(err)) from None
     reported = {*exp.methods, *(d.name for d in plan.exp_dir.glob("*") if seed_dirs(d))}  # earlier calls' too
