@@ -68,6 +68,15 @@ def draw_panel(ax: Axes, summary: Summary, panel: Panel, mark_changes: bool = Tr
         _mark_changes(ax, summary, label=True)
 
 
+def friction_ticks(low: float, high: float) -> list[float]:
+    """The round values of FRICTION_TICKS within [low, high]; with fewer than two there, the
+    range's ends (two significant digits) join them, so the axis reads at least two labels."""
+    inside = [t for t in FRICTION_TICKS if low <= t <= high]
+    if len(inside) >= 2:
+        return inside
+    return sorted({*inside, float(f"{low:.2g}"), float(f"{high:.2g}")})
+
+
 def _friction_strip(ax: Axes, summary: Summary) -> None:
     scale, xlabel = step_scale(summary.results.total_steps)
     greys = plt.cm.Greys(np.linspace(0.45, 0.85, max(len(summary.friction), 1)))
@@ -75,7 +84,8 @@ def _friction_strip(ax: Axes, summary: Summary) -> None:
         ax.plot(series.steps / scale, series.values, drawstyle="steps-post", color=colour, lw=1.0, alpha=0.8)
     ax.set_yscale("log")
     # Plain numbers at round values instead of 6x10^-1 style labels.
-    ax.yaxis.set_major_locator(FixedLocator(FRICTION_TICKS))
+    values = np.concatenate([series.values for _, series in summary.friction])
+    ax.yaxis.set_major_locator(FixedLocator(friction_ticks(float(values.min()), float(values.max()))))
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel("friction")

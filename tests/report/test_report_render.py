@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rlplast.report.aggregate import load_results
-from rlplast.report.plots import FIGURES
+from rlplast.report.plots import FIGURES, friction_ticks
 from rlplast.report.report import REPORT_FILE, build_report, fmt_estimate, fmt_number
 from rlplast.report.stats import Estimate
 from rlplast.report.summary import auto_bins, summarize
@@ -134,3 +134,16 @@ def test_auto_bins_aims_at_five_episodes_per_bin(tmp_path, make_run, episodes, b
         make_run(tmp_path / "e" / "ppo" / f"seed{seed}", [(s, R, 1.0) for s in range(1, count + 1)])
     assert auto_bins(load_results(tmp_path / "e")) == bins
     assert len(summarize(load_results(tmp_path / "e")).edges) == bins + 1
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "ticks"),
+    [
+        (0.02, 2.0, [0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0]),  # the slippery-Ant range: round values only
+        (0.3, 0.9, [0.3, 0.5, 0.9]),  # one round value inside: the ends join it
+        (0.61, 0.93, [0.61, 0.93]),  # none inside
+        (0.123456, 0.5, [0.2, 0.5]),  # two round values inside are enough
+    ],
+)
+def test_the_friction_axis_reads_at_least_two_labels(low, high, ticks):
+    assert friction_ticks(low, high) == ticks
