@@ -167,26 +167,31 @@ class PlasticityTracker:
         rest), so the common call costs a few attribute reads and one deque append.
         """
         chunk: list[Tensor] = []
+        seen, checked, rechecked = self._seen, self._checked, False
         for name, net in self.networks.items():
             feats = net.features
-            if feats is self._seen[name] or not feats or feats[0].shape != self._checked[name]:
+            if feats is seen[name] or not feats or feats[0].shape != checked[name]:
                 self._check(name, feats)
-            if chunk and feats[0].shape[1] != chunk[0].shape[1]:
-                rows, others = feats[0].shape[1], chunk[0].shape[1]
-                raise ValueError(f"features of {name!r} have B={rows} rows, the other networks' B={others}")
-            self._seen[name] = feats
-            chunk.extend(feats)
+                rechecked = True
+            seen[name] = feats
+            chunk += feats
         if not chunk:
             return
-        if self._chunks and chunk[0].data_ptr() == self._chunks[-1][0].data_ptr():
+        if rechecked:  # every network's rows agree with the others' (their shapes are the checked ones)
+            rows = {name: shape[1] for name, shape in checked.items()}
+            if len(set(rows.values())) > 1:
+                raise ValueError(f"features of the networks have different numbers of rows B: {rows}")
+        last = self._chunks[-1] if self._chunks else None
+        if last is not None and chunk[0].data_ptr() == last[0].data_ptr():
             raise RuntimeError("features were written in place over the last observed ones; hand out new tensors")
         rows = chunk[0].shape[1]
         self._chunks.append(tuple(chunk))
         self._chunk_rows.append(rows)
         self._held += rows
-        while self._held - self._chunk_rows[0] >= self.cfg.window:  # the oldest chunk is out of the window
+        window, chunk_rows = self.cfg.window, self._chunk_rows
+        while self._held - chunk_rows[0] >= window:  # the oldest chunk is out of the window
             self._chunks.popleft()
-            self._held -= self._chunk_rows.popleft()
+            self._held -= chunk_rows.popleft()
         self._cache = None
 
     def _check(self, name: str, feats: list[Tensor]) -> None:
@@ -265,14 +270,19 @@ class PlasticityTracker:
     def _weight_metrics(self, name: str, net: MLP) -> dict[str, Tensor]:
         weights = [layer.weight.detach() for layer in net.layers]
         previous = self._last_weights[name]
+        # per layer first, then pooled by layer size: every |w| is summed once
+        magnitude = torch.stack([metrics.weight_magnitude(w) for w in weights])  # [L, R]
+        change = torch.stack([metrics.weight_change(w, p) for w, p in zip(weights, previous, strict=True)])
+        share = torch.tensor([w[0].numel() for w in weights], dtype=magnitude.dtype, device=magnitude.device)
+        share = (share / share.sum()).unsqueeze(1)  # [L, 1]
         out = {
-            tag(name, "weight_magnitude"): metrics.weight_magnitude(weights),
-            tag(name, "weight_change"): metrics.weight_change(weights, previous),
+            tag(name, "weight_magnitude"): (magnitude * share).sum(0),
+            tag(name, "weight_change"): (change * share).sum(0),
         }
         if self.cfg.per_layer:
-            for i, (w, p) in enumerate(zip(weights, previous, strict=True)):
-                out[tag(name, "weight_magnitude", i)] = metrics.weight_magnitude(w)
-                out[tag(name, "weight_change", i)] = metrics.weight_change(w, p)
+            for i in range(len(weights)):
+                out[tag(name, "weight_magnitude", i)] = magnitude[i]
+                out[tag(name, "weight_change", i)] = change[i]
         for p, w in zip(previous, weights, strict=True):
             p.copy_(w)  # in place: the snapshot stays a normal tensor even under inference_mode
         return out
@@ -285,11 +295,12 @@ class PlasticityTracker:
         for tau in cfg.redo_taus:
             masks[redo_metric(tau)] = [s <= tau for s in scores]
         out = {tag(name, m): torch.cat(per_layer, dim=-1).float().mean(-1) for m, per_layer in masks.items()}
-        out[tag(name, "feature_norm")] = metrics.feature_norm(feats[-1])
+        norms = [metrics.feature_norm(f) for f in (feats if cfg.per_layer else feats[-1:])]
+        out[tag(name, "feature_norm")] = norms[-1]  # the last hidden layer's
         if cfg.per_layer:
-            for i, f in enumerate(feats):
+            for i, norm in enumerate(norms):
                 out |= {tag(name, m, i): per_layer[i].float().mean(-1) for m, per_layer in masks.items()}
-                out[tag(name, "feature_norm", i)] = metrics.feature_norm(f)
+                out[tag(name, "feature_norm", i)] = norm
         return out
 
     def _rank_metrics(self, name: str, feats: list[Tensor]) -> dict[str, Tensor]:

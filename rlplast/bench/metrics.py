@@ -1,10 +1,10 @@
 """Cost of the plasticity metrics relative to training, per 1000 env steps of each run.
 
 The tracker's cost is ``1000 * observe + compute * 1000 / interval + rank compute * 1000 /
-rank_interval``, timed on actor and critic MLPs of the PPO size. Training is estimated with a
-plain PPO-sized loop, per ``steps`` env steps: ``steps`` acting forward passes of actor and critic
-on a batch of one observation per run, then ``epochs * steps / minibatch`` minibatch
-forward/backward/Adam steps. The simulator is left out, so the real share is lower.
+rank_interval``, timed on the actor and critic MLPs of rlplast's PPO. Training is that PPO's own
+network work per ``steps`` env steps: ``steps`` acting passes (``PPO.act``, one env per run)
+and one ``PPO.update()`` (``epochs * steps / minibatch`` minibatch steps). The simulator is left
+out, so the real share of a training run is lower.
 
 Run ``python -m rlplast.bench.metrics`` for a table; :func:`measure_metrics_overhead` returns
 the rows as dicts.
@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import Tensor
 
-from rlplast.agents.networks import Actor, Critic, run_generators
+from rlplast.agents.networks import Actor, Critic
+from rlplast.agents.ppo import PPO, PPOConfig
 from rlplast.tracking import MetricsConfig, PlasticityTracker
 
 
@@ -50,25 +52,28 @@ def _timed(clock: Clock, device: torch.device, fn: Callable[..., object], *args:
     return clock() - start
 
 
-def _ppo_like_loop(actor: Actor, critic: Critic, shape: PPOShape) -> None:
-    """One PPO iteration's worth of network work: acting passes, then minibatch updates."""
-    runs, obs_dim, steps, minibatch = actor.log_std.shape[0], shape.obs_dim, shape.steps, shape.minibatch
-    device = actor.log_std.device
-    optimizer = torch.optim.Adam([*actor.parameters(), *critic.parameters()], lr=1e-4)
+def ppo_agent(runs: int, shape: PPOShape, device: torch.device) -> PPO:
+    """rlplast's PPO of ``shape`` (the PPO defaults otherwise: Adam, no plug-ins) for ``runs`` runs."""
+    cfg = PPOConfig(
+        hidden=[shape.width] * 2,
+        steps_per_update=shape.steps,
+        epochs=shape.epochs,
+        minibatches=shape.steps // shape.minibatch,
+    )
+    return PPO(cfg, shape.obs_dim, shape.act_dim, list(range(runs)), device=device)
+
+
+def _ppo_iteration(agent: PPO, observations: Sequence[Tensor]) -> None:
+    """One PPO iteration's network work: an acting pass per env step (one env per run), then
+    ``PPO.update()``. ``observations``: one ``[R, obs_dim]`` per step of the rollout."""
+    never = torch.zeros(agent.num_runs, dtype=torch.bool, device=observations[0].device)
+    reward = torch.ones(agent.num_runs, device=observations[0].device)
     with torch.inference_mode():
-        for _ in range(steps):
-            obs = torch.randn(runs, 1, obs_dim, device=device)
-            actor(obs)
-            critic(obs)
-    obs = torch.randn(runs, minibatch, obs_dim, device=device)
-    actions = torch.randn(runs, minibatch, actor.log_std.shape[1], device=device)
-    for _ in range(shape.epochs * steps // minibatch):
-        mean, std = actor(obs)
-        log_prob = torch.distributions.Normal(mean, std).log_prob(actions).sum(-1)
-        loss = -log_prob.mean() + critic(obs).pow(2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        for obs in observations:
+            agent.act(obs)
+            agent.process_step(reward, never, never, obs)
+        agent.compute_returns(observations[0])
+    agent.update()
 
 
 def _observe_seconds(clock: Clock, tracker: PlasticityTracker, actor: Actor, critic: Critic, steps: int) -> float:
@@ -141,18 +146,15 @@ def _measure_group(
     clock: Clock, dev: torch.device, runs: int, cfg: MetricsConfig, shape: PPOShape, repeats: int
 ) -> dict[str, float]:
     """One row of :func:`measure_metrics_overhead`."""
-    gens = run_generators(range(runs), salt=0)
-    actor = Actor(runs, shape.obs_dim, shape.act_dim, [shape.width] * 2, "relu")
-    critic = Critic(runs, shape.obs_dim, [shape.width] * 2, "relu")
-    actor.mlp.reset_parameters(gens)
-    critic.mlp.reset_parameters(gens)
-    actor, critic = actor.to(dev), critic.to(dev)
+    agent = ppo_agent(runs, shape, dev)
+    actor, critic = agent.actor, agent.critic
+    observations = list(torch.randn(shape.steps, runs, shape.obs_dim, device=dev))
     tracker = PlasticityTracker(cfg, {"actor": actor.mlp, "critic": critic.mlp}, runs)
     _observe_seconds(clock, tracker, actor, critic, cfg.window)  # a full window for compute
     best = dict.fromkeys(("train", "observe", "compute", "rank_compute"), float("inf"))
     for _ in range(repeats):
         times = {
-            "train": _timed(clock, dev, _ppo_like_loop, actor, critic, shape) / shape.steps,
+            "train": _timed(clock, dev, _ppo_iteration, agent, observations) / shape.steps,
             "observe": _observe_seconds(clock, tracker, actor, critic, shape.steps) / shape.steps,
             "compute": _timed(clock, dev, tracker.compute, cheap=True, ranks=False),
             "rank_compute": _timed(clock, dev, tracker.compute, cheap=False, ranks=True),

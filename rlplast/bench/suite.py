@@ -219,6 +219,9 @@ def _ppo_rows(result: dict[str, Any], label: str, runs: int) -> list[Figure]:
     note = f"{steps} env steps per run per repeat, {result['threads']} torch threads"
     return [
         Figure.of("ppo", f"rlplast PPO, {label}", "env-steps/s", result["rlplast_sps"], note + f", {runs} run(s)"),
+        Figure.of(
+            "ppo", f"rlplast PPO, {label} (cpu time)", "env-steps/cpu-s", result["rlplast_cpu_sps"], "process CPU time"
+        ),
         Figure.of("ppo", f"SB3 PPO (alternating with {label})", "env-steps/s", result["sb3_sps"], note + ", 1 run"),
         Figure.of("ppo", f"rlplast / SB3, {label}", "ratio", result["ratio"], "wall clock, per repeat"),
         Figure.of("ppo", f"rlplast / SB3, {label} (cpu time)", "ratio", result["cpu_ratio"], "process CPU time"),
@@ -247,7 +250,8 @@ def interleave(timers: dict[str, Callable[[], float]], repeats: int) -> dict[str
 
 
 def plugin_figures(s: SuiteSettings, ppo_sps: Figure | None) -> list[Figure]:
-    """Per-update time of each plug-in method next to plain PPO, and the end-to-end share."""
+    """Per-update time of each plug-in method next to plain PPO, and the end-to-end share
+    (``ppo_sps``: rlplast's end-to-end env steps per CPU second, the clock of the update times)."""
     names = [BASELINE, *[m for m in s.plugin_methods if m != BASELINE]]
     updaters = {name: ppo_updater(name, 1, torch.device("cpu")) for name in names}
     for update in updaters.values():
@@ -267,7 +271,7 @@ def plugin_figures(s: SuiteSettings, ppo_sps: Figure | None) -> list[Figure]:
             )
         )
         if ppo_sps is not None and ppo_sps.median:
-            iteration = 2048 / ppo_sps.median  # seconds of one end-to-end iteration of 2048 steps
+            iteration = 2048 / ppo_sps.median  # CPU seconds of one end-to-end iteration of 2048 steps
             extra = [(a - b) / iteration * 100 for a, b in zip(seconds[name], seconds[BASELINE], strict=True)]
             out.append(
                 Figure.of(
@@ -275,7 +279,7 @@ def plugin_figures(s: SuiteSettings, ppo_sps: Figure | None) -> list[Figure]:
                     f"{name}: added to an end-to-end iteration",
                     "%",
                     extra,
-                    "extra update time over the median rlplast PPO iteration (R = 1) of this run",
+                    "extra update CPU time over the CPU time of the median rlplast PPO iteration (R = 1)",
                 )
             )
     return out
@@ -367,7 +371,7 @@ def run_suite(
         "simulation": lambda: simulation_figures(settings),
         "warp": lambda: warp_figures(settings, result.figure(RAW)),
         "ppo": lambda: ppo_figures(settings),
-        "plugins": lambda: plugin_figures(settings, result.figure("rlplast PPO, R = 1")),
+        "plugins": lambda: plugin_figures(settings, result.figure("rlplast PPO, R = 1 (cpu time)")),
         "metrics": lambda: metrics_figures(settings),
     }
     for section in SECTIONS:
