@@ -135,7 +135,9 @@ class PPO:
         self.minibatch_generators = run_generators(self.seeds, SALT_MINIBATCH, self.device)
         self.num_updates = 0
         self.optimizer_steps = 0
-        self._noise = self._noise_logprob = self._std = torch.empty(0)
+        self._std = torch.empty(0)
+        self._noise: list[Tensor] = []  # per step of the rollout, [R, E, act_dim]
+        self._noise_logprob: list[Tensor] = []  # per step, [R, E]
 
     # -- structure ------------------------------------------------------------------------------
 
@@ -167,8 +169,8 @@ class PPO:
         obs = self._runs(obs)
         mean = self.actor.mlp.act(obs)
         values = self.critic.mlp.act(obs).squeeze(-1)
-        actions = torch.addcmul(mean, self._std, self._noise[:, t])
-        storage.add_action(obs, actions, self._noise_logprob[:, t], values)
+        actions = torch.addcmul(mean, self._std, self._noise[t])
+        storage.add_action(obs, actions, self._noise_logprob[t], values)
         return actions.reshape(-1, self.act_dim)
 
     @property
@@ -187,8 +189,9 @@ class PPO:
         noise = torch.stack([torch.randn(shape, generator=g, device=self.device) for g in self.action_generators])
         log_std = self.actor.log_std.detach()
         const = -log_std.sum(-1) - 0.5 * math.log(2 * math.pi) * self.act_dim  # [R]
-        self._noise = noise  # [R, T, E, act_dim]
-        self._noise_logprob = (-0.5 * noise.square()).sum(-1) + const.view(-1, 1, 1)  # [R, T, E]
+        logprob = (-0.5 * noise.square()).sum(-1) + const.view(-1, 1, 1)  # [R, T, E]
+        # per-step views made once: a list index per step instead of a tensor index (a dispatch)
+        self._noise, self._noise_logprob = list(noise.unbind(1)), list(logprob.unbind(1))
         self._std = log_std.exp().unsqueeze(1)  # [R, 1, act_dim]
 
     def process_step(
