@@ -10,9 +10,10 @@
   second sees the first's config and is refused (runner.refuse_other_configs).
 
 The locks are ``flock`` locks, which the operating system drops when the process ends, however
-it ends (crash, SIGKILL): a lock file left behind locks nothing. Where locking is unavailable
-(no ``fcntl``, as on Windows, or a filesystem without locks) training goes on unlocked, with a
-warning.
+it ends (crash, SIGKILL): a lock file left behind locks nothing. On NFS the lock of a node that
+died lasts until the server's lease on it runs out (about 90 s for NFSv4); the Ray launcher waits
+and retries a task that finds its run locked. Where locking is unavailable (no ``fcntl``, as on
+Windows, or a filesystem without locks) training goes on unlocked, with a warning.
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ def hold(path: Path, what: str, wait: bool = False) -> Iterator[None]:
         warnings.warn(f"no file locking on this system: nothing keeps another process off {what}", stacklevel=3)
         yield
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        warnings.warn(f"cannot open {path} ({err.strerror}): nothing keeps another process off {what}", stacklevel=3)
+        yield
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)

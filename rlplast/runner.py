@@ -446,24 +446,36 @@ def train_group(
         raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
+    # what can fail cheaply fails before any run is claimed
+    if cfg.implementation == "sb3":
+        from rlplast.sb3.model import check_supported
+
+        check_supported(cfg)
+    dev = resolve_device(device) if cfg.implementation != "sb3" else None
     with contextlib.ExitStack() as locks:
         pending = claim_runs(cfg, Path(out_dir), seeds, steps, locks)
         if cfg.implementation == "sb3":  # stable-baselines3's PPO, one model per seed (no run groups)
             from rlplast.sb3.trainer import train_sb3
 
             return train_sb3(cfg, seeds, out_dir, steps, device=device, progress=progress)
-        _train_pending(cfg, pending, Path(out_dir), steps, backend, resolve_device(device), progress)
+        _train_pending(cfg, pending, Path(out_dir), steps, backend, dev, progress)
 
 
 def claim_runs(cfg: Config, out_dir: Path, seeds: list[int], steps: int, locks: contextlib.ExitStack) -> list[int]:
     """Check the method folder's configs and claim the unfinished runs for this process (see
     rlplast.locks): their locks enter ``locks`` and their config.yaml is written, so that a
-    process starting next sees this config. Returns the unfinished seeds.
+    process starting next sees this config. Leaving ``locks`` releases them and takes back the
+    claim of a run that got no further (its folder holds nothing but that config.yaml), so a start
+    that fails does not leave its config behind to refuse a corrected one. Returns the unfinished
+    seeds; with none, the folder is only read (finished results may be read-only).
 
     Raises:
         CheckpointMismatch: the folder holds runs of another config.
         rlplast.locks.RunBusy: another process is training one of these runs.
     """
+    if all((finished_steps(out_dir, s) or 0) >= steps for s in seeds):
+        refuse_other_configs(cfg, out_dir)
+        return []
     out_dir.mkdir(parents=True, exist_ok=True)
     with hold(out_dir / CONFIG_LOCK, f"the configs of {out_dir}", wait=True):
         refuse_other_configs(cfg, out_dir)
@@ -472,9 +484,21 @@ def claim_runs(cfg: Config, out_dir: Path, seeds: list[int], steps: int, locks: 
             locks.enter_context(hold(out_dir / f".seed{seed}.lock", f"run seed{seed} of {out_dir}"))
         text = cfg.to_yaml()
         for seed in pending:
-            run_dir(out_dir, seed).mkdir(exist_ok=True)
-            atomic_write_text(run_dir(out_dir, seed) / CONFIG_NAME, text)
+            folder = run_dir(out_dir, seed)
+            folder.mkdir(exist_ok=True)
+            atomic_write_text(folder / CONFIG_NAME, text)
+            locks.callback(_unclaim_if_unused, folder)  # runs before the run's lock is released
     return pending
+
+
+def _unclaim_if_unused(folder: Path) -> None:
+    """Remove a claimed run folder that holds nothing but its config.yaml (nothing trained)."""
+    try:
+        if [p.name for p in folder.iterdir()] == [CONFIG_NAME]:
+            (folder / CONFIG_NAME).unlink()
+            folder.rmdir()
+    except OSError:  # gone already, or not ours to remove: leave it
+        pass
 
 
 def _train_pending(

@@ -146,6 +146,23 @@ def test_a_task_that_cannot_see_the_results_folder_says_so(tmp_path):
         train_task(runner.train_group, kwargs, None, 0)
 
 
+def test_a_task_that_finds_its_run_locked_waits_then_asks_ray_for_a_retry(tmp_path, monkeypatch):
+    from rlplast.locks import RunBusy
+    from rlplast.report.aggregate import EXPERIMENT_FILE
+
+    (tmp_path / EXPERIMENT_FILE).write_text("name: t\n")
+    waits = []
+    monkeypatch.setattr(ray_cluster.time, "sleep", waits.append)
+
+    def busy(*args, **kwargs):
+        raise RunBusy("run seed0 is being trained by another process now")
+
+    monkeypatch.setattr(ray_cluster, "train_worker", busy)
+    with pytest.raises(RunBusy):
+        train_task(runner.train_group, {"out_dir": tmp_path / "ppo"}, None, 0)
+    assert waits == [ray_cluster.BUSY_RETRY_DELAY_S]
+
+
 # -- on a local Ray cluster ---------------------------------------------------------------------
 
 

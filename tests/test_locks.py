@@ -63,3 +63,28 @@ def test_the_config_check_waits_for_the_lock(tmp_path):
         assert not done.is_set()  # blocked on the held lock
     thread.join(timeout=10)
     assert done.is_set()
+
+
+def test_a_start_that_fails_leaves_no_config_to_refuse_a_corrected_one(tmp_path, monkeypatch):
+    def broken_env(*args, **kwargs):
+        raise RuntimeError("no such backend here")
+
+    monkeypatch.setattr(runner, "make_vec_env", broken_env)
+    with pytest.raises(RuntimeError, match="no such backend"):
+        runner.train_group(tiny_cfg(), [0, 1], tmp_path, steps=UPDATE)
+    assert not (tmp_path / "seed0").exists() and not (tmp_path / "seed1").exists()
+    monkeypatch.undo()
+    other = tiny_cfg().model_copy(update={"agent": tiny_cfg().agent.model_copy(update={"epochs": 1})})
+    runner.train_group(other, [0], tmp_path, steps=UPDATE)  # not refused: nothing of the first config is left
+    assert (tmp_path / "seed0" / "done.json").exists()
+
+
+def test_finished_runs_are_only_read(tmp_path):
+    runner.train_group(tiny_cfg(), [0], tmp_path, steps=UPDATE)
+    for lock in tmp_path.glob(".*.lock"):
+        lock.unlink()
+    runner.train_group(tiny_cfg(), [0], tmp_path, steps=UPDATE)  # finished: nothing to claim
+    assert not list(tmp_path.glob(".*.lock"))
+    other = tiny_cfg().model_copy(update={"agent": tiny_cfg().agent.model_copy(update={"epochs": 1})})
+    with pytest.raises(CheckpointMismatch):  # still checked
+        runner.train_group(other, [0], tmp_path, steps=UPDATE)

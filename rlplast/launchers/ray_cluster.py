@@ -1,11 +1,12 @@
 """The Ray launcher: every run group of an experiment becomes one Ray task.
 
 Ray places the tasks on the cluster's nodes by their resource needs (CPUs, a GPU or a fraction of
-one), retries a task whose worker died or whose node went away (``max_retries``), and retries a
-task the runner stopped on SIGTERM (:class:`rlplast.runner.Interrupted`, a preempted worker). A
-retried task reruns ``train_group`` on the same folder, which resumes from the group's last
-checkpoint and skips finished seeds, so no run is trained twice and the results equal an
-uninterrupted run's.
+one), retries a task whose worker died or whose node went away (``max_retries``), retries a task
+the runner stopped on SIGTERM (:class:`rlplast.runner.Interrupted`, a preempted worker), and
+retries, after a wait, a task that found its run locked (:class:`rlplast.locks.RunBusy`: on NFS
+the lock of a node that died outlives it by the server's lease). A retried task reruns
+``train_group`` on the same folder, which resumes from the group's last checkpoint and skips
+finished seeds, so no run is trained twice and the results equal an uninterrupted run's.
 
 The tasks write straight into ``results/<experiment>/``, which must therefore be on a filesystem
 every node mounts at the same path (NFS, Lustre, a cluster home); a task that cannot see the
@@ -33,12 +34,15 @@ from rlplast.compare import (
     train_worker,
     write_experiment_file,
 )
+from rlplast.locks import RunBusy
 from rlplast.report.aggregate import EXPERIMENT_FILE
 
 INSTALL_HINT = "pip install 'rlplast[ray]'"
 # How long a stopped experiment waits for its tasks to save their checkpoints (one PPO update
 # each, normally seconds) before leaving them to Ray, which kills them with the driver.
 CANCEL_WAIT_S = 120.0
+# How long a task that found its run locked waits before Ray retries it (see train_task).
+BUSY_RETRY_DELAY_S = 30.0
 
 
 class ResultsNotShared(RuntimeError):
@@ -108,7 +112,13 @@ def train_task(train_fn: TrainFn, kwargs: dict, queue: Any, worker: int) -> None
             f"{exp_file.parent} is not visible on node {socket.gethostname()}: put --results-dir on a "
             "filesystem that every Ray node mounts at the same path"
         )
-    train_worker(train_fn, kwargs, queue, worker)
+    try:
+        train_worker(train_fn, kwargs, queue, worker)
+    except RunBusy:
+        # On NFS a lock of a node that died holds until the server's lease runs out (about 90 s):
+        # wait before Ray retries the task (RunBusy is one of its retry exceptions)
+        time.sleep(BUSY_RETRY_DELAY_S)
+        raise
 
 
 def _failure(method: str, err: BaseException, ray: Any) -> str:
@@ -186,7 +196,7 @@ def run_plan_ray(
             task = remote.options(
                 **needs,
                 max_retries=options.max_retries,
-                retry_exceptions=[Interrupted],
+                retry_exceptions=[Interrupted, RunBusy],
                 name=f"rlplast {plan.exp_dir.name}/{group.method}",
             )
             refs[task.remote(train_fn, kwargs, queue, i)] = group.method
