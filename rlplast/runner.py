@@ -439,6 +439,7 @@ def train_group(
         Interrupted: on SIGINT/SIGTERM, after saving a checkpoint.
         rlplast.checkpoint.CheckpointMismatch: a run or checkpoint in ``out_dir`` has another
             config.
+        rlplast.locks.RunBusy: another process is training one of these runs now.
     """
     cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"steps": steps})})  # as saved with each run
     seeds = [int(s) for s in seeds]
