@@ -36,6 +36,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -71,6 +72,9 @@ def corrected_denominators(
     denoms = binary("div", torch._foreach_sqrt(exp_avg_sqs), second_roots)
     torch._foreach_add_(denoms, eps)
     return binary("mul", denoms, first)
+
+
+NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64}  # division rounded as torch's
 
 
 class UPGD(ResettableOptimizer):
@@ -191,6 +195,19 @@ class UPGD(ResettableOptimizer):
         protected = eta > torch.finfo(eta.dtype).tiny
         return torch.where(protected, -1 / eta, 0.0), torch.where(protected, 0.0, math.inf)
 
+    @staticmethod
+    def _keep_one_run(utility: Tensor, keep: Tensor) -> None:
+        """``keep = sigmoid(-U / max U)`` for one run on a CPU, as :meth:`_keep_coefficients` gives
+        it, with the coefficients as numbers: reading the max costs no sync on a CPU, and the
+        five small tensor ops that make them cost more than the pass itself. The scale is
+        divided in float32, as the tensor route divides it, so both give the same bits."""
+        eta = utility.amax().item()
+        if eta > torch.finfo(utility.dtype).tiny:
+            scale = NUMPY_FLOATS[utility.dtype](-1.0) / NUMPY_FLOATS[utility.dtype](eta)
+            torch.mul(utility, float(scale), out=keep).sigmoid_()
+        else:  # unprotected: sigmoid(0 * U + inf) = 1
+            keep.fill_(1.0)
+
     def _flat_update(self, group: dict[str, Any], step: int) -> None:
         """The step when every parameter has a gradient and one bias correction (step count)
         holds for all weights: whole-buffer ops on the ``[R, total]`` buffers, torch's fused Adam
@@ -202,11 +219,14 @@ class UPGD(ResettableOptimizer):
         utility.mul_(beta_u)
         torch._foreach_addcmul_(views["utility"], grads, params, value=-(1 - beta_u))
         # one bias correction for all: U_hat / max U_hat = U / max U
-        scale, offset = self._keep_coefficients(utility.amax(1, keepdim=True))  # [R, 1]
-        torch.mul(utility, scale, out=keep)  # (addcmul broadcasts slowly)
-        if keep.device.type != "cpu" or bool(offset.any()):  # some run unprotected (no sync on a CPU)
-            keep.add_(offset)
-        keep.sigmoid_()
+        if self.num_runs == 1 and keep.device.type == "cpu" and keep.dtype in NUMPY_FLOATS:
+            self._keep_one_run(utility, keep)
+        else:
+            scale, offset = self._keep_coefficients(utility.amax(1, keepdim=True))  # [R, 1]
+            torch.mul(utility, scale, out=keep)  # (addcmul broadcasts slowly)
+            if keep.device.type != "cpu" or bool(offset.any()):  # some run unprotected (no sync on a CPU)
+                keep.add_(offset)
+            keep.sigmoid_()
         # direction <- -(d + sigma xi) * k, where k makes (1 - U_bar) * direction the increment y of
         # w <- (1 - lr lambda) w + y, divided as decay_and_add_ wants it
         delta = lr * decay

@@ -215,3 +215,18 @@ def test_reset_units_forgets_the_utility():
 def test_parameters_must_lead_with_the_run_dimension():
     with pytest.raises(ValueError, match="run dimension 2"):
         UPGD([torch.nn.Parameter(torch.ones(3, 4))], [0, 1], lr=0.1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_one_run_protection_is_bit_identical_to_the_per_run_route(dtype):
+    """One run on a CPU takes max U as a number; the keep factors must not move by an ulp
+    (a run alone and the same run in a group then stay the same run)."""
+    gen = torch.Generator().manual_seed(3)
+    cases = [torch.randn(1, 4000, generator=gen, dtype=dtype) * 10.0**k for k in (-30, -7, 0, 3)]
+    cases += [-cases[1].abs(), torch.zeros(1, 4000, dtype=dtype)]  # unprotected: all <= 0, all 0
+    for utility in cases:
+        one_run, per_run = torch.empty_like(utility), torch.empty_like(utility)
+        UPGD._keep_one_run(utility, one_run)
+        scale, offset = UPGD._keep_coefficients(utility.amax(1, keepdim=True))
+        torch.mul(utility, scale, out=per_run).add_(offset).sigmoid_()
+        assert torch.equal(one_run, per_run)
