@@ -44,6 +44,7 @@ from rlplast.agents.plasticity.adam import ResettableOptimizer
 from rlplast.agents.plasticity.noise import NoiseSource, RunNoise, decay_and_add_, decay_divisor, run_views
 
 SALT = 0x0BD
+NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64}  # division rounded as torch's
 
 
 def binary(op: str, tensors: list[Tensor], others: list[float | Tensor]) -> list[Tensor]:
@@ -72,9 +73,6 @@ def corrected_denominators(
     denoms = binary("div", torch._foreach_sqrt(exp_avg_sqs), second_roots)
     torch._foreach_add_(denoms, eps)
     return binary("mul", denoms, first)
-
-
-NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64}  # division rounded as torch's
 
 
 class UPGD(ResettableOptimizer):
@@ -200,7 +198,7 @@ class UPGD(ResettableOptimizer):
         """``keep = sigmoid(-U / max U)`` for one run on a CPU, as :meth:`_keep_coefficients` gives
         it, with the coefficients as numbers: reading the max costs no sync on a CPU, and the
         five small tensor ops that make them cost more than the pass itself. The scale is
-        divided in float32, as the tensor route divides it, so both give the same bits."""
+        divided in the utility's dtype, as the tensor route divides it: both give the same bits."""
         eta = utility.amax().item()
         if eta > torch.finfo(utility.dtype).tiny:
             scale = NUMPY_FLOATS[utility.dtype](-1.0) / NUMPY_FLOATS[utility.dtype](eta)
