@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from rlplast.bench import suite
+from rlplast.bench.plugins import UpdateTime
 from rlplast.bench.suite import Figure, SuiteSettings, run_suite, to_markdown, write_outputs
 from rlplast.cli import main
 
@@ -38,12 +39,19 @@ def ppo_speed(task, method, steps, repeats, threads, group, overrides):
     }
 
 
-SECONDS = {"ppo_tuned": [1.0, 2.0, 1.0, 1.0], "ppo_cbp": [1.1, 2.4, 1.3, 1.2], "ppo_upgd": [9.0, 2.0, 1.0, 1.0]}
+SECONDS = {
+    "ppo_tuned": [1.0, 2.0, 1.0, 1.0],
+    "ppo_cbp": [1.1, 2.4, 1.3, 1.2],
+    "ppo_upgd": [9.0, 2.0, 1.0, 1.0],
+    "ppo_cbp (stale moments)": [1.0, 2.2, 1.1, 1.05],
+}
 
 
 def fake_updater(name, runs, device):
-    times = iter(SECONDS[name])  # the first call is the warm-up
-    return lambda: next(times)
+    """Wall seconds as SECONDS, CPU seconds twice them except CBP's last two repeats (+0.1 s)."""
+    cpu_extra = {"ppo_cbp": [0.0, 0.0, 0.1, 0.1]}.get(name, [0.0] * 4)
+    times = iter([UpdateTime(w, 2 * w + e) for w, e in zip(SECONDS[name], cpu_extra, strict=True)])
+    return lambda: next(times)  # the first call is the warm-up
 
 
 def metrics_overhead(num_runs, repeats, cpu_time):
@@ -66,15 +74,21 @@ def test_ratios_are_paired_within_repeats_then_summarised(fakes):
     ppo = fig("rlplast / SB3, R = 1")
     assert (ppo.median, ppo.min, ppo.max, ppo.n) == pytest.approx((1.28, 1.0, 2.048, 3))
     assert fig("rlplast PPO, R = 1").median == 1024.0
-    # plug-ins (after one warm-up call): ratios 2.4/2, 1.3/1, 1.2/1 -> median 1.2, min 1.2, max 1.3
+    # plug-ins (after one warm-up call), wall clock: ratios 2.4/2, 1.3/1, 1.2/1 -> median 1.2, min 1.2, max 1.3
     cbp = fig("ppo_cbp / ppo_tuned (update)")
     assert (cbp.median, cbp.min, cbp.max) == pytest.approx((1.2, 1.2, 1.3))
     assert fig("ppo_cbp update").median == pytest.approx(1300.0) and fig("ppo_cbp update").unit == "ms"
-    # end to end, in CPU time as the updates: an iteration of 2048 steps at the median 512 steps per
-    # CPU second takes 4 CPU s; CBP adds 0.4, 0.3, 0.2 s in the three repeats: 10, 7.5, 5 %
+    # CPU time: 4.8/4, 2.7/2, 2.5/2 -> 1.2, 1.35, 1.25
+    cbp_cpu = fig("ppo_cbp / ppo_tuned (update, cpu time)")
+    assert (cbp_cpu.median, cbp_cpu.min, cbp_cpu.max) == pytest.approx((1.25, 1.2, 1.35))
+    # the stale-moments variant: 2.2/2, 1.1/1, 1.05/1; no end-to-end share of its own
+    assert fig("ppo_cbp (stale moments) / ppo_tuned (update)").median == pytest.approx(1.1)
+    assert fig("ppo_cbp (stale moments): added to an end-to-end iteration") is None
+    # end to end, in CPU time: an iteration of 2048 steps at the median 512 steps per CPU second
+    # takes 4 CPU s; CBP adds 0.8, 0.7, 0.5 CPU s in the three repeats: 20, 17.5, 12.5 %
     assert fig("rlplast PPO, R = 1 (cpu time)").median == 512.0
     share = fig("ppo_cbp: added to an end-to-end iteration")
-    assert (share.median, share.min, share.max) == pytest.approx((7.5, 5.0, 10.0))
+    assert (share.median, share.min, share.max) == pytest.approx((17.5, 12.5, 20.0))
     assert fig("ppo_upgd / ppo_tuned (update)").median == pytest.approx(1.0)
     assert fig("cpu backend / raw mj_step").median == 0.9
     assert fig("metrics / PPO network work").median == 3.0

@@ -9,6 +9,9 @@
   and ``torch.optim.Adam`` in place of our Adam (the optimizer kind ``adam`` uses).
 * ``update``: ``PPO.update()`` (10 epochs x 16 minibatches of a 2048-step rollout of random
   observations and rewards; the rollout itself is not timed).
+* ``(stale moments)`` rows: a CBP method with ``reset_optimizer_state: false`` (the reference's
+  Adam state, kept stale at a reset): what the per-weight bias correction of reset weights costs
+  is the difference to the method's own row.
 
 Methods come from configs/methods; the baseline is ``ppo_tuned`` (Adam, betas 0.99 like the
 others). CBP is measured at its steady state: every unit starts mature (as after the first 10,000
@@ -31,7 +34,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -47,14 +50,25 @@ BASELINE = "ppo_tuned"
 METHODS = ("ppo_tuned", "ppo_cbp", "ppo_upgd", "ppo_redo", "ppo_snp", "ppo_l1")
 TORCH_ADAM = "ppo_tuned (torch.optim.Adam)"
 OPTIMIZER_ONLY = " (optimizer only)"  # a method without its plug-ins: what the plug-ins add is the difference
+STALE_MOMENTS = " (stale moments)"  # CBP keeping the reference's stale Adam state at a reset
 OBS, ACT, MINIBATCH = 27, 8, 128
 
 
 def method_config(method: str) -> Config:
-    """The method on slippery Ant; ``"<method> (optimizer only)"`` drops its plug-ins."""
+    """The method on slippery Ant; ``"<method> (optimizer only)"`` drops its plug-ins,
+    ``"<method> (stale moments)"`` turns off CBP's reset of the optimizer state."""
     if method.endswith(OPTIMIZER_ONLY):
         return load_config("slippery_ant", method.removesuffix(OPTIMIZER_ONLY)).model_copy(update={"plugins": []})
+    if method.endswith(STALE_MOMENTS):
+        cfg = load_config("slippery_ant", method.removesuffix(STALE_MOMENTS))
+        stale = [p.model_copy(update={"reset_optimizer_state": False}) if p.kind == "cbp" else p for p in cfg.plugins]
+        return cfg.model_copy(update={"plugins": stale})
     return load_config("slippery_ant", method)
+
+
+def resets_optimizer_state(method: str) -> bool:
+    """Whether ``method`` has a CBP plug-in that resets the optimizer state of replaced units."""
+    return any(p.kind == "cbp" and p.reset_optimizer_state for p in load_config("slippery_ant", method).plugins)
 
 
 def steady_state(cfg: Config, plugins: Sequence[Plugin]) -> int:
@@ -116,7 +130,15 @@ def minibatch_stepper(method: str, runs: int, device: torch.device) -> Callable[
     return step
 
 
-def ppo_updater(method: str, runs: int, device: torch.device, wall: bool = False) -> Callable[[], float]:
+class UpdateTime(NamedTuple):
+    """Seconds one ``PPO.update()`` took: by wall clock (the device synchronised) and in this
+    process's CPU time (every thread's)."""
+
+    wall: float
+    cpu: float
+
+
+def ppo_updater(method: str, runs: int, device: torch.device) -> Callable[[], UpdateTime]:
     """A function filling a PPO rollout with random data (untimed) and timing ``update()``."""
     cfg = method_config(method)
     seeds = list(range(runs))
@@ -124,9 +146,8 @@ def ppo_updater(method: str, runs: int, device: torch.device, wall: bool = False
     settle = steady_state(cfg, agent.plugins)
     gen = torch.Generator().manual_seed(0)
     never = torch.zeros(runs, dtype=torch.bool, device=device)
-    clock = _clock(device, wall)
 
-    def update() -> float:
+    def update() -> UpdateTime:
         with torch.inference_mode():
             for _ in range(agent.rollout_len):
                 obs = torch.randn(runs, OBS, generator=gen).to(device)
@@ -134,10 +155,10 @@ def ppo_updater(method: str, runs: int, device: torch.device, wall: bool = False
                 agent.process_step(torch.randn(runs, generator=gen).to(device), never, never, obs)
             agent.compute_returns(torch.randn(runs, OBS, generator=gen).to(device))
         _sync(device)
-        start = clock()
+        wall, cpu = time.perf_counter(), time.process_time()
         agent.update()
         _sync(device)
-        return clock() - start
+        return UpdateTime(time.perf_counter() - wall, time.process_time() - cpu)
 
     while agent.optimizer_steps < settle:
         update()
@@ -177,7 +198,9 @@ def measure_plugin_overhead(
     """
     dev = torch.device(device)
     names = [BASELINE, *[m for m in methods if m != BASELINE]]
-    names += [m + OPTIMIZER_ONLY for m in names if load_config("slippery_ant", m).plugins] + [TORCH_ADAM]
+    names += [m + STALE_MOMENTS for m in names if resets_optimizer_state(m)]
+    names += [m + OPTIMIZER_ONLY for m in names if method_config(m).plugins and not m.endswith(STALE_MOMENTS)]
+    names += [TORCH_ADAM]
     steppers = {name: minibatch_stepper(name, runs, dev) for name in names}
     clock = _clock(dev, wall)
     clock_name = "wall" if wall or dev.type == "cuda" else "cpu"
@@ -202,14 +225,20 @@ def measure_plugin_overhead(
         for r in _alternate({n: timed(s) for n, s in steppers.items()}, repeats, BASELINE)
     ]
     if updates:
-        updaters = {name: ppo_updater(name, runs, dev, wall) for name in names if name != TORCH_ADAM}
+        updaters = {name: ppo_updater(name, runs, dev) for name in names if name != TORCH_ADAM}
         for update in updaters.values():
             update()  # warm up
+        pick = {name: _picking(update, clock_name) for name, update in updaters.items()}
         rows += [
             {"bench": "update", "method": r["method"], "ms": r["seconds"] * 1e3, "ratio": r["ratio"], **meta}
-            for r in _alternate(updaters, max(1, repeats // 2), BASELINE)
+            for r in _alternate(pick, max(1, repeats // 2), BASELINE)
         ]
     return rows
+
+
+def _picking(update: Callable[[], UpdateTime], clock: str) -> Callable[[], float]:
+    """``update`` returning the seconds of one clock: ``"wall"`` or ``"cpu"``."""
+    return lambda: getattr(update(), clock)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

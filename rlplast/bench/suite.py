@@ -12,8 +12,10 @@ Sections, each from the existing benchmark of its module (nothing is re-measured
   group, each alternating with SB3's PPO (same network and hyperparameters, same env); ours / SB3
   per repeat, by wall clock and by process CPU time.
 * ``plugins`` (rlplast.bench.plugins): one ``PPO.update()`` (10 epochs x 16 minibatches) of CBP and
-  AdaUPGD next to plain PPO (``ppo_tuned``: the same Adam betas, no plug-in), CPU time, interleaved;
-  ratio per repeat; and what that adds to an end-to-end iteration (from the medians).
+  AdaUPGD next to plain PPO (``ppo_tuned``: the same Adam betas, no plug-in), interleaved, each
+  timed by wall clock (the goal's clock) and in process CPU time; ratio per repeat; what that adds
+  to an end-to-end iteration (CPU time); and CBP with the reference's stale Adam state at a reset,
+  which shows what the per-weight bias correction of reset weights costs.
 * ``metrics`` (rlplast.bench.metrics): the plasticity tracker's cost relative to PPO's network work
   (acting passes and updates, no simulator), thread CPU time; one measurement per repeat.
 
@@ -39,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from rlplast.atomic import atomic_write_text
 from rlplast.bench.metrics import measure_metrics_overhead
-from rlplast.bench.plugins import BASELINE, ppo_updater
+from rlplast.bench.plugins import BASELINE, STALE_MOMENTS, ppo_updater, resets_optimizer_state
 from rlplast.bench.ppo import measure_ppo_speed
 from rlplast.bench.simulation import bench_simulation
 from rlplast.envs.cpu_ant import available_cores
@@ -240,9 +242,10 @@ def ppo_figures(s: SuiteSettings) -> list[Figure]:
     return out
 
 
-def interleave(timers: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
-    """Each timer once per repeat, in turns (load from elsewhere hits all alike): seconds per call."""
-    seconds: dict[str, list[float]] = {name: [] for name in timers}
+def interleave(timers: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[Any]]:
+    """Each timer once per repeat, in turns (load from elsewhere hits all alike): what each call
+    returned (seconds)."""
+    seconds: dict[str, list[Any]] = {name: [] for name in timers}
     for _ in range(repeats):
         for name, timer in timers.items():
             seconds[name].append(timer())
@@ -251,28 +254,39 @@ def interleave(timers: dict[str, Callable[[], float]], repeats: int) -> dict[str
 
 def plugin_figures(s: SuiteSettings, ppo_sps: Figure | None) -> list[Figure]:
     """Per-update time of each plug-in method next to plain PPO, and the end-to-end share
-    (``ppo_sps``: rlplast's end-to-end env steps per CPU second, the clock of the update times)."""
+    (``ppo_sps``: rlplast's end-to-end env steps per CPU second, the clock of that share)."""
     names = [BASELINE, *[m for m in s.plugin_methods if m != BASELINE]]
+    names += [m + STALE_MOMENTS for m in names if resets_optimizer_state(m)]
     updaters = {name: ppo_updater(name, 1, torch.device("cpu")) for name in names}
     for update in updaters.values():
         update()  # warm-up
-    seconds = interleave(updaters, s.repeats)
-    note = "one PPO.update() (10 x 16 minibatches), R = 1, process CPU time"
-    out = [Figure.of("plugins", f"{BASELINE} update", "ms", [v * 1e3 for v in seconds[BASELINE]], note)]
+    times = interleave(updaters, s.repeats)
+    wall = {name: [t.wall for t in values] for name, values in times.items()}
+    cpu = {name: [t.cpu for t in values] for name, values in times.items()}
+    note = "one PPO.update() (10 x 16 minibatches), R = 1, wall clock"
+    out = [Figure.of("plugins", f"{BASELINE} update", "ms", [v * 1e3 for v in wall[BASELINE]], note)]
     for name in names[1:]:
-        out.append(Figure.of("plugins", f"{name} update", "ms", [v * 1e3 for v in seconds[name]], note))
-        out.append(
+        steady = "; CBP at its steady state (all units mature)" if name.startswith("ppo_cbp") else ""
+        out += [
+            Figure.of("plugins", f"{name} update", "ms", [v * 1e3 for v in wall[name]], note),
             Figure.of(
                 "plugins",
                 f"{name} / {BASELINE} (update)",
                 "ratio",
-                ratios(seconds[name], seconds[BASELINE]),
-                "per repeat" + ("; CBP at its steady state (all units mature)" if name == "ppo_cbp" else ""),
-            )
-        )
-        if ppo_sps is not None and ppo_sps.median:
+                ratios(wall[name], wall[BASELINE]),
+                "wall clock, per repeat" + steady,
+            ),
+            Figure.of(
+                "plugins",
+                f"{name} / {BASELINE} (update, cpu time)",
+                "ratio",
+                ratios(cpu[name], cpu[BASELINE]),
+                "process CPU time, per repeat (counts the idle OpenMP worker spinning through serial ops)",
+            ),
+        ]
+        if ppo_sps is not None and ppo_sps.median and not name.endswith(STALE_MOMENTS):
             iteration = 2048 / ppo_sps.median  # CPU seconds of one end-to-end iteration of 2048 steps
-            extra = [(a - b) / iteration * 100 for a, b in zip(seconds[name], seconds[BASELINE], strict=True)]
+            extra = [(a - b) / iteration * 100 for a, b in zip(cpu[name], cpu[BASELINE], strict=True)]
             out.append(
                 Figure.of(
                     "plugins",
