@@ -65,6 +65,7 @@ def fakes(monkeypatch):
     monkeypatch.setattr(suite, "ppo_updater", fake_updater)
     monkeypatch.setattr(suite, "measure_metrics_overhead", metrics_overhead)
     monkeypatch.setattr(suite, "warp_available", lambda: False)
+    monkeypatch.setattr(suite, "UPDATES_PER_REPEAT", 1)
 
 
 def test_ratios_are_paired_within_repeats_then_summarised(fakes):
@@ -134,6 +135,32 @@ def test_judge_looks_at_the_spread(low, median, high, expected):
 )
 def test_judge_an_upper_bound(low, median, high, expected):
     assert suite.judge(Figure("plugins", "r", "ratio", median, low, high, 3), 1.15, at_most=True) == expected
+
+
+def test_a_plugin_repeat_averages_its_updates_taken_in_turns(fakes, monkeypatch):
+    calls = []
+
+    def updater(name, runs, device):
+        table = {"ppo_tuned": [9, 1, 3, 2, 2], "ppo_cbp": [9, 2, 4, 2, 4], "ppo_cbp (stale moments)": [9, 1, 3, 2, 2]}
+        walls = iter(table[name])  # warm-up first
+
+        def update():
+            calls.append(name)
+            wall = next(walls)
+            return UpdateTime(wall, wall)
+
+        return update
+
+    monkeypatch.setattr(suite, "ppo_updater", updater)
+    monkeypatch.setattr(suite, "UPDATES_PER_REPEAT", 2)
+    settings = SuiteSettings(repeats=2, sections=("plugins",), plugin_methods=("ppo_cbp",))
+    result = run_suite(settings)
+    # repeat 1: tuned (1 + 3) / 2 = 2, CBP (2 + 4) / 2 = 3 -> 1.5; repeat 2: 2 and 3 -> 1.5
+    assert result.figure("ppo_tuned update").median == pytest.approx(2000.0)
+    ratio = result.figure("ppo_cbp / ppo_tuned (update)")
+    assert (ratio.median, ratio.n) == (pytest.approx(1.5), 2)
+    timed = [name for name in calls[3:] if name in ("ppo_tuned", "ppo_cbp")]
+    assert timed[:4] == ["ppo_tuned", "ppo_cbp", "ppo_tuned", "ppo_cbp"]  # in turns
 
 
 def test_a_failing_section_is_reported_and_the_others_still_run(fakes, monkeypatch):

@@ -55,6 +55,7 @@ BACKEND_SHARE = "cpu backend / raw mj_step"
 GOAL_BACKEND_SHARE = 0.85  # cpu backend / raw mj_step
 GOAL_PPO_SPEEDUP = 1.5  # rlplast PPO / SB3 PPO on the CPU
 GOAL_PLUGIN_RATIO = 1.15  # a CBP or UPGD update / a plain Adam PPO update (at most)
+UPDATES_PER_REPEAT = 3  # PPO updates per method in one repeat of the plug-in section
 GOAL_METRICS_PCT = 5.0  # the metrics' cost, % of PPO's network work (at most)
 METRICS_SHARE = "metrics / PPO network work"
 BUSY_LOAD = 0.5  # 1-min load average per available core above which the table carries a warning
@@ -260,10 +261,21 @@ def plugin_figures(s: SuiteSettings, ppo_sps: Figure | None) -> list[Figure]:
     updaters = {name: ppo_updater(name, 1, torch.device("cpu")) for name in names}
     for update in updaters.values():
         update()  # warm-up
-    times = interleave(updaters, s.repeats)
-    wall = {name: [t.wall for t in values] for name, values in times.items()}
-    cpu = {name: [t.cpu for t in values] for name, values in times.items()}
-    note = "one PPO.update() (10 x 16 minibatches), R = 1, wall clock"
+    # a repeat sums UPDATES_PER_REPEAT updates of each method, taken in turns (one update is a
+    # quarter of a second: a burst of load elsewhere would swing single-update ratios by 30%)
+    times = interleave(updaters, s.repeats * UPDATES_PER_REPEAT)
+
+    def per_repeat(clock: str) -> dict[str, list[float]]:
+        return {
+            name: [
+                sum(getattr(t, clock) for t in values[i : i + UPDATES_PER_REPEAT]) / UPDATES_PER_REPEAT
+                for i in range(0, len(values), UPDATES_PER_REPEAT)
+            ]
+            for name, values in times.items()
+        }
+
+    wall, cpu = per_repeat("wall"), per_repeat("cpu")
+    note = f"one PPO.update() (10 x 16 minibatches), R = 1, wall clock, mean of {UPDATES_PER_REPEAT} per repeat"
     out = [Figure.of("plugins", f"{BASELINE} update", "ms", [v * 1e3 for v in wall[BASELINE]], note)]
     for name in names[1:]:
         steady = "; CBP at its steady state (all units mature)" if name.startswith("ppo_cbp") else ""
