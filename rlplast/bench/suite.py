@@ -261,7 +261,7 @@ def plugin_figures(s: SuiteSettings, ppo_sps: Figure | None) -> list[Figure]:
     updaters = {name: ppo_updater(name, 1, torch.device("cpu")) for name in names}
     for update in updaters.values():
         update()  # warm-up
-    # a repeat sums UPDATES_PER_REPEAT updates of each method, taken in turns (one update is a
+    # a repeat averages UPDATES_PER_REPEAT updates of each method, taken in turns (one update is a
     # quarter of a second: a burst of load elsewhere would swing single-update ratios by 30%)
     times = interleave(updaters, s.repeats * UPDATES_PER_REPEAT)
 
