@@ -149,10 +149,13 @@ def step_edges(total_steps: int, num_bins: int) -> np.ndarray:
 def bin_series(series: Series, edges: np.ndarray) -> np.ndarray:
     """Mean of the values falling in each bin, ``[len(edges) - 1]``.
 
-    A bin without values between the run's first and last logged step takes the linear
-    interpolation of its neighbours' means (a long episode can leave a bin empty); bins before
-    the first or after the last logged step are NaN (the run had not got there).
-    Values logged exactly at the last edge count in the last bin; values beyond it (a run
+    Bins are closed on the right, ``(e_k, e_k+1]``: a value logged at step s summarises what
+    happened up to s (an episode that ended at s, a metric window ending at s, an update whose
+    rollout ended at s), so a value logged at an edge belongs to the bin that the edge closes
+    (values logged at the first edge, step 0, count in the first bin). A bin without values
+    between the run's first and last logged step takes the linear interpolation of its
+    neighbours' means (a long episode can leave a bin empty); bins before the first or after the
+    last logged step are NaN (the run had not got there). Values beyond the last edge (a run
     trained longer than the grid) are left out.
     """
     num_bins = len(edges) - 1
@@ -161,7 +164,7 @@ def bin_series(series: Series, edges: np.ndarray) -> np.ndarray:
     steps, values = series.steps[inside_grid], series.values[inside_grid]
     if len(steps) == 0:
         return out
-    idx = np.minimum(np.searchsorted(edges, steps, side="right") - 1, num_bins - 1)
+    idx = np.maximum(np.searchsorted(edges, steps, side="left") - 1, 0)
     sums = np.bincount(idx, weights=values, minlength=num_bins)
     counts = np.bincount(idx, minlength=num_bins)
     filled = counts > 0

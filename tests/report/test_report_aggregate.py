@@ -62,6 +62,16 @@ def test_bin_series_means_interpolates_gaps_and_counts_last_edge():
     np.testing.assert_allclose(bin_series(series, edges), [2.0, 10.0, 17.5, 25.0])
 
 
+def test_bin_series_puts_a_value_logged_at_an_edge_in_the_bin_it_closes():
+    # logged every 10 steps with bins 10 wide (a metric whose interval equals the bin width):
+    # the value at step 10 summarises (0, 10], so bin k holds exactly the value logged at 10 (k + 1)
+    steps = np.arange(10, 101, 10)
+    np.testing.assert_allclose(bin_series(Series(steps, steps * 1.0), step_edges(100, 10)), steps * 1.0)
+    # a value logged at step 0 (before any training) counts in the first bin
+    at_start = Series(np.array([0, 10]), np.array([1.0, 3.0]))
+    np.testing.assert_allclose(bin_series(at_start, step_edges(20, 2)), [2.0, np.nan])
+
+
 def test_bin_series_leaves_out_steps_beyond_the_grid():
     series = Series(np.array([5, 15, 25, 35]), np.array([1.0, 2.0, 3.0, 4.0]))
     np.testing.assert_allclose(bin_series(series, step_edges(20, 2)), [1.0, 2.0])

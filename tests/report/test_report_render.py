@@ -83,13 +83,12 @@ def test_summary_marks_friction_changes_and_ignores_unfinished_runs(experiment):
     cbp = summary.scores["ppo_cbp"]
     assert (cbp.finished, cbp.unfinished) == ([0, 1, 2], [3])
     assert cbp.peak.value == pytest.approx(250.0) and cbp.auc.value == pytest.approx(250.0)
-    # The unfinished run (steps 100-400) counts in the curve where it has data: bins 1-4 of
-    # [0, 100), [100, 200), ...; bin 0 is empty (the first return is logged at step 100).
+    # The unfinished run (returns logged at steps 100-400) counts in the curve where it has
+    # data: bins 0-3 of (0, 100], (100, 200], ... (a value logged at an edge closes that bin).
     band = summary.panels["return"].bands["ppo_cbp"]
     assert band.n_runs == 4
-    assert np.isnan(band.mean[0])
-    np.testing.assert_allclose(band.mean[1:5], (150 + 250 + 350 + 9999) / 4)
-    np.testing.assert_allclose(band.mean[5:], 250.0)
+    np.testing.assert_allclose(band.mean[:4], (150 + 250 + 350 + 9999) / 4)
+    np.testing.assert_allclose(band.mean[4:], 250.0)
     assert summary.panels["stable_rank"].tag is None
 
 
