@@ -361,6 +361,7 @@ class RunGroup:
         values[tags.SPS] = [sps] * R
         values[tags.FRICTION] = friction.view(R, -1).float().mean(1)
         values[tags.NONFINITE_RESETS] = self.nonfinite
+        values |= self.tracker.after_update()  # weight change per update
         for plugin in self.agent.plugins:
             for name, v in plugin.stats().items():
                 values[name if name.startswith("plasticity/") else f"plasticity/{name}"] = v

@@ -10,6 +10,9 @@ actor and critic; every tensor has a leading run dimension R)::
         ... env step; run_step += E ...               # E envs per run
         for tag, values in tracker.maybe_compute(run_step).items():
             log(tag, values)                          # values: [R], one per run
+    after each update:
+        for tag, values in tracker.after_update().items():
+            log(tag, values)                          # the weight change of that update
 
 ``observe()`` takes ``net.features`` (``[R, E, width]`` per hidden layer, the post-activation
 outputs of the last forward pass) of every tracked network into the window of the last
@@ -42,8 +45,10 @@ Tags (``tag(network, metric, layer)`` builds them), values ``[R]`` on the tracke
       [0, 1] of all hidden units whose ReDo score is <= tau (each layer normalised by its own mean).
     - ``feature_norm``: mean L2 norm of the last hidden layer's feature vectors.
     - ``weight_magnitude``: mean |w| over every weight of every Linear layer (biases excluded).
-    - ``weight_change``: mean |w - w_prev| over the same weights, w_prev the weights at the
-      previous computation of these metrics (at construction for the first one).
+    - ``weight_change``: mean |w - w_prev| over the same weights per update (PROTOCOL.md
+      section 6): :meth:`PlasticityTracker.after_update`, called by the learner after each
+      update, compares the weights with those at the previous call (at construction for the
+      first), so the value is what one update (its optimizer steps and plug-ins) moved them.
 
 ``plasticity/<net>/layer<i>/<metric>``, per layer when ``per_layer``: layer i is the i-th Linear
 layer of the MLP (0-based, the output layer last) and, for a hidden layer, its post-activation
@@ -253,38 +258,44 @@ class PlasticityTracker:
 
     @torch.no_grad()
     def compute(self, cheap: bool = True, ranks: bool = True) -> dict[str, Tensor]:
-        """Compute now, whatever the step: the cheap metrics (and update the weight snapshot used
-        by ``weight_change``) and/or the ranks. Feature metrics are skipped while the window is
-        empty. Returns ``{tag: [R]}`` (float32)."""
+        """Compute now, whatever the step: the cheap metrics and/or the ranks. Feature metrics
+        are skipped while the window is empty. Returns ``{tag: [R]}`` (float32)."""
         out: dict[str, Tensor] = {}
         windows = self.windows() if self._held else {}
         for name, net in self.networks.items():
             if cheap:
-                out |= self._weight_metrics(name, net)
+                weights = [layer.weight.detach() for layer in net.layers]
+                out |= self._per_weight(name, "weight_magnitude", [metrics.weight_magnitude(w) for w in weights])
             if cheap and name in windows:
                 out |= self._feature_metrics(name, windows[name])
             if ranks and name in windows:
                 out |= self._rank_metrics(name, windows[name])
         return {k: v.float() for k, v in out.items()}
 
-    def _weight_metrics(self, name: str, net: MLP) -> dict[str, Tensor]:
-        weights = [layer.weight.detach() for layer in net.layers]
-        previous = self._last_weights[name]
-        # per layer first, then pooled by layer size: every |w| is summed once
-        magnitude = torch.stack([metrics.weight_magnitude(w) for w in weights])  # [L, R]
-        change = torch.stack([metrics.weight_change(w, p) for w, p in zip(weights, previous, strict=True)])
-        share = torch.tensor([w[0].numel() for w in weights], dtype=magnitude.dtype, device=magnitude.device)
-        share = (share / share.sum()).unsqueeze(1)  # [L, 1]
-        out = {
-            tag(name, "weight_magnitude"): (magnitude * share).sum(0),
-            tag(name, "weight_change"): (change * share).sum(0),
-        }
+    @torch.no_grad()
+    def after_update(self) -> dict[str, Tensor]:
+        """``weight_change``: what the weights moved since the previous call (the learner calls
+        this after every update, so one update's change; at construction for the first call).
+        Returns ``{tag: [R]}`` (float32), empty when metrics are off."""
+        out: dict[str, Tensor] = {}
+        for name, net in self.networks.items():
+            weights = [layer.weight.detach() for layer in net.layers]
+            previous = self._last_weights[name]
+            changes = [metrics.weight_change(w, p) for w, p in zip(weights, previous, strict=True)]
+            out |= self._per_weight(name, "weight_change", changes)
+            for p, w in zip(previous, weights, strict=True):
+                p.copy_(w)  # in place: the snapshot stays a normal tensor even under inference_mode
+        return {k: v.float() for k, v in out.items()}
+
+    def _per_weight(self, name: str, metric: str, per_layer: list[Tensor]) -> dict[str, Tensor]:
+        """A mean over the weights of each Linear layer (``[R]`` each) as tags: pooled over the
+        network by layer size (every weight counts once), and per layer when ``per_layer``."""
+        values = torch.stack(per_layer)  # [L, R]
+        sizes = [layer.weight[0].numel() for layer in self.networks[name].layers]
+        share = torch.tensor(sizes, dtype=values.dtype, device=values.device)
+        out = {tag(name, metric): (values * (share / share.sum()).unsqueeze(1)).sum(0)}
         if self.cfg.per_layer:
-            for i in range(len(weights)):
-                out[tag(name, "weight_magnitude", i)] = magnitude[i]
-                out[tag(name, "weight_change", i)] = change[i]
-        for p, w in zip(previous, weights, strict=True):
-            p.copy_(w)  # in place: the snapshot stays a normal tensor even under inference_mode
+            out |= {tag(name, metric, i): v for i, v in enumerate(values)}
         return out
 
     def _feature_metrics(self, name: str, feats: list[Tensor]) -> dict[str, Tensor]:

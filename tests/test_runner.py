@@ -153,6 +153,9 @@ def test_fresh_run_writes_every_result_file(tmp_path):
             assert expected in found, expected
         losses = [int(r["step"]) for r in rows if r["tag"] == "losses/policy_loss"]
         assert losses == [16, 32, 48]
+        # the weight change is logged once per update, at its step, and an update moves weights
+        changes = [(int(r["step"]), float(r["value"])) for r in rows if r["tag"] == "plasticity/actor/weight_change"]
+        assert [step for step, _ in changes] == [16, 32, 48] and all(value > 0 for _, value in changes)
         # episodes of 6 steps at most, one env per run: the first ends by step 6
         ep_steps = [int(r["step"]) for r in rows if r["tag"] == "charts/episodic_length"]
         assert ep_steps[0] <= 6 and ep_steps == sorted(ep_steps)

@@ -55,7 +55,7 @@ def test_window_keeps_exactly_the_last_rows() -> None:
         assert tracker._held - tracker._chunk_rows[0] < 7
 
 
-def expected_metrics(rows: list[torch.Tensor], net: MLP, previous: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+def expected_metrics(rows: list[torch.Tensor], net: MLP) -> dict[str, torch.Tensor]:
     """The network-level values computed directly with rlplast.metrics on the window rows."""
     weights = [layer.weight.detach() for layer in net.layers]
     return {
@@ -67,7 +67,6 @@ def expected_metrics(rows: list[torch.Tensor], net: MLP, previous: list[torch.Te
         "redo_dormant_fraction_tau0.1": metrics.redo_dormant_fraction(rows, 0.1),
         "feature_norm": metrics.feature_norm(rows[-1]),
         "weight_magnitude": metrics.weight_magnitude(weights),
-        "weight_change": metrics.weight_change(weights, previous),
     }
 
 
@@ -85,13 +84,36 @@ def test_values_equal_the_pure_metrics_on_the_window() -> None:
         net.layers[1].weight.add_(0.5)
     window = [tracker.windows()["actor"][i] for i in range(2)]
     out = tracker.compute()
-    for metric, value in expected_metrics(window, net, initial).items():
+    for metric, value in expected_metrics(window, net).items():
         assert torch.allclose(out[tag("actor", metric)], value.float(), rtol=1e-5), metric
-    # Only layer 1 moved, by 0.5 everywhere: its own change is 0.5, pooled 0.5 * 20 / (12 + 20 + 10).
-    assert out[tag("actor", "weight_change", 1)].tolist() == pytest.approx([0.5, 0.5])
-    assert out[tag("actor", "weight_change")].tolist() == pytest.approx([0.5 * 20 / 42] * 2)
     assert out[tag("actor", "dormant_fraction", 0)][1].item() >= 0.25
-    assert tracker.compute()[tag("actor", "weight_change")].tolist() == [0.0, 0.0]
+    # the weight change is per update (after_update), not per window computation
+    assert not any("weight_change" in k for k in out)
+    changed = tracker.after_update()
+    expected = metrics.weight_change([layer.weight.detach() for layer in net.layers], initial)
+    assert torch.allclose(changed[tag("actor", "weight_change")], expected)
+    # Only layer 1 moved, by 0.5 everywhere: its own change is 0.5, pooled 0.5 * 20 / (12 + 20 + 10).
+    assert changed[tag("actor", "weight_change", 1)].tolist() == pytest.approx([0.5, 0.5])
+    assert changed[tag("actor", "weight_change")].tolist() == pytest.approx([0.5 * 20 / 42] * 2)
+    assert tracker.after_update()[tag("actor", "weight_change")].tolist() == [0.0, 0.0]
+
+
+def test_weight_change_is_what_each_update_moved() -> None:
+    # Updates every 2048 steps move every weight by exactly 1e-3; the window metrics run every
+    # 1000 steps in between. Each update's change is 1e-3, whatever the logging interval.
+    net = make_net()
+    tracker = PlasticityTracker(MetricsConfig(window=12, networks=("actor",)), {"actor": net}, R)
+    feed(net, random_rows(torch.Generator().manual_seed(4), 4))
+    tracker.observe()
+    changes = []
+    for update in range(1, 6):
+        for step in range((update - 1) * 2048 + 1000, update * 2048, 1000):
+            assert not any("weight_change" in k for k in tracker.maybe_compute(step))
+        with torch.no_grad():
+            for layer in net.layers:
+                layer.weight.add_(1e-3 if update % 2 else -1e-3)
+        changes.append(tracker.after_update()[tag("actor", "weight_change")])
+    assert torch.allclose(torch.stack(changes), torch.full((5, R), 1e-3), rtol=1e-4)
 
 
 def test_tags_of_a_two_layer_network() -> None:
@@ -102,11 +124,15 @@ def test_tags_of_a_two_layer_network() -> None:
     out = tracker.compute()
     feature = ["dormant_fraction", "redo_dormant_fraction_tau0.0", "redo_dormant_fraction_tau0.1", "feature_norm"]
     ranks = ["stable_rank", "stable_rank_pct", "effective_rank"]
-    weight = ["weight_magnitude", "weight_change"]
+    weight = ["weight_magnitude"]
     expected = {f"plasticity/actor/{m}" for m in feature + ranks + weight}
     expected |= {f"plasticity/actor/layer{i}/{m}" for i in (0, 1) for m in feature + ranks + weight}
     expected |= {f"plasticity/actor/layer2/{m}" for m in weight}
     assert set(out) == expected
+    change = "weight_change"
+    assert set(tracker.after_update()) == {f"plasticity/actor/{change}"} | {
+        f"plasticity/actor/layer{i}/{change}" for i in (0, 1, 2)
+    }
     assert all(v.shape == (R,) and v.dtype == torch.float32 for v in out.values())
     assert {"plasticity/actor/stable_rank_pct", "plasticity/actor/dormant_fraction"} <= set(out)
 
@@ -117,7 +143,8 @@ def test_per_layer_off_gives_network_level_tags_only() -> None:
     feed(net, random_rows(torch.Generator().manual_seed(3), 3))
     tracker.observe()
     assert all("/layer" not in k for k in tracker.compute())
-    assert len(tracker.compute()) == 9
+    assert len(tracker.compute()) == 8
+    assert list(tracker.after_update()) == ["plasticity/actor/weight_change"]
 
 
 def crossings(step: int, interval: int, total: int) -> list[int]:

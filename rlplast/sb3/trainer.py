@@ -224,6 +224,7 @@ class SB3Run:
             values[NETWORK_TAGS["critic_grad_norm"]] = [norms["critic"]]
         values[tags.FRICTION] = [friction]
         values[tags.SPS] = [sps]
+        values |= self.tracker.after_update()  # weight change per update
         if self.cbp is not None:
             for name, v in self.cbp.stats().items():
                 values[f"plasticity/{name}"] = v
