@@ -49,7 +49,11 @@ CHECKPOINT_DIR = "checkpoints"
 CONFIG_NAME, DONE_NAME = CONFIG_FILE, DONE_FILE  # each run folder's (the report reads them)
 CONFIG_LOCK = ".config.lock"  # held while a process checks and claims runs of a method folder
 # update() keys logged outside losses/ (the tracker's per-network tags)
-NETWORK_TAGS = {"actor_grad_norm": tag("actor", "grad_norm"), "critic_grad_norm": tag("critic", "grad_norm")}
+NETWORK_TAGS = {
+    "actor_grad_norm": tag("actor", "grad_norm"),
+    "critic_grad_norm": tag("critic", "grad_norm"),
+    "value_plasticity": tag("critic", "upgd_plasticity"),
+}
 
 
 class Interrupted(Exception):

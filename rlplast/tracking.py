@@ -59,8 +59,9 @@ ReDo fractions of that layer's units); the output layer gets ``weight_magnitude`
 
 Gradient norm, policy entropy and UPGD's p(Z) are per update, not per window: the learner
 computes them with :mod:`rlplast.metrics` (``grad_norm``, ``gaussian_entropy``,
-``upgd_plasticity``) and logs them under ``tag(net, "grad_norm")``, ``tag("actor", "entropy")``
-and ``tag("actor", "upgd_plasticity")``.
+``upgd_plasticity``) and logs them under ``tag(net, "grad_norm")``, ``losses/entropy`` and
+``tag("critic", "upgd_plasticity")`` (p(Z) of the critic's value loss, which is non-negative as
+p(Z) needs; rlplast's PPO only, not the SB3 rows).
 
 ``state_dict()`` holds the window contents, the weight snapshot and the step counter (tensors and
 ints only, ``torch.load(weights_only=True)`` safe), about 4 MB per run for two 256-256 networks.

@@ -149,6 +149,8 @@ def test_fresh_run_writes_every_result_file(tmp_path):
             "plasticity/actor/dormant_fraction",
             "plasticity/actor/stable_rank",
             "plasticity/critic/weight_magnitude",
+            "plasticity/critic/weight_change",
+            "plasticity/critic/upgd_plasticity",
         ):
             assert expected in found, expected
         losses = [int(r["step"]) for r in rows if r["tag"] == "losses/policy_loss"]

@@ -31,6 +31,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from torch import Tensor
 
+from rlplast import metrics
 from rlplast.agents.networks import Actor, Critic, HiddenLayer, run_generators
 from rlplast.agents.plasticity import OptimizerConfig, StepContext, build_optimizer, build_plugins
 from rlplast.agents.storage import RolloutStorage
@@ -245,6 +246,18 @@ class PPO:
         self.actor.mlp.features, self.critic.mlp.features = saved
         return loss
 
+    def _value_plasticity(self, batch: dict[str, Tensor], loss_before: Tensor) -> Tensor:
+        """UPGD's plasticity p(Z) (Elsayed & Mahmood 2024; PROTOCOL.md section 6) of the critic on
+        the minibatch Z it just stepped on: ``max(1 - L(W', Z) / L(W, Z), 0)``, ``[R]``, the share
+        of Z's value loss that the step (optimizer and plug-ins) removed. Taken on the value loss
+        because it is non-negative, as p(Z) needs; the policy surrogate changes sign. Costs one
+        critic forward pass; the features of the update's forward pass stay in place."""
+        saved = self.critic.mlp.features
+        with torch.no_grad():
+            loss_after = (self.critic(batch["obs"]) - batch["returns"]).square().mean(1)
+        self.critic.mlp.features = saved
+        return metrics.upgd_plasticity(loss_before, loss_after)
+
     def _clip_grads(self, norm: Tensor) -> None:
         """Scale every gradient so that the global norm ``norm [R]`` is at most max_grad_norm."""
         scale = (self.cfg.max_grad_norm / (norm + 1e-6)).clamp(max=1.0)
@@ -259,7 +272,9 @@ class PPO:
             Per-run diagnostics ``{name: [R]}``: policy_loss, value_loss, approx_kl,
             clip_fraction, grad_norm (both networks, before any clipping), actor_grad_norm,
             critic_grad_norm (means over all minibatches), explained_variance (of the rollout's
-            values), entropy, log_std (mean over action dims), after the update.
+            values), entropy, log_std (mean over action dims), after the update, and
+            value_plasticity: UPGD's plasticity p(Z) of the critic (:meth:`_value_plasticity`),
+            the mean over the last epoch's minibatches.
         """
         cfg, storage = self.cfg, self.storage
         R, B = self.num_runs, storage.steps * storage.envs_per_run
@@ -272,7 +287,8 @@ class PPO:
 
         rows = torch.arange(R, device=self.device).unsqueeze(1)
         stats = UpdateStats([list(self.actor.parameters()), list(self.critic.parameters())], cfg.clip)
-        for _ in range(cfg.epochs):
+        plasticity: list[Tensor] = []
+        for epoch in range(cfg.epochs):
             perm = torch.stack([torch.randperm(B, generator=g, device=self.device) for g in self.minibatch_generators])
             # one gather per field and epoch; the minibatches are then slices (views)
             shuffled = {name: value[rows, perm] for name, value in fields.items()}
@@ -297,12 +313,15 @@ class PPO:
                 ctx.step = self.optimizer_steps
                 for plugin in self.plugins:
                     plugin.after_step(ctx)
+                if epoch == cfg.epochs - 1:
+                    plasticity.append(self._value_plasticity(batch, parts["value_loss"]))
         for plugin in self.plugins:
             plugin.after_update()
         storage.clear()
         self.num_updates += 1
 
         out = stats.means()
+        out["value_plasticity"] = torch.stack(plasticity).mean(0)
         with torch.no_grad():
             out["explained_variance"] = explained
             out["entropy"] = self.actor.entropy()

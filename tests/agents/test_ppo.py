@@ -215,7 +215,7 @@ def test_update_diagnostics_shapes_and_entropy_at_init():
     out = stats[0]
     expected = {"policy_loss", "value_loss", "approx_kl", "clip_fraction", "grad_norm", "actor_grad_norm"}
     expected |= {"critic_grad_norm"}
-    assert expected | {"explained_variance", "entropy", "log_std"} == set(out)
+    assert expected | {"explained_variance", "entropy", "log_std", "value_plasticity"} == set(out)
     assert all(v.shape == (2,) and torch.isfinite(v).all() for v in out.values())
     # one update moves log_std only a little; entropy = sum(log_std) + d/2 log(2 pi e)
     ent = out["log_std"] * ACT + ACT * 0.5 * (1 + math.log(2 * math.pi))
@@ -250,3 +250,30 @@ def test_config_errors_name_the_key():
         PPOConfig(lr=3e-4)  # the learning rate belongs to the optimizer section
     with pytest.raises(ValueError, match="envs_per_run"):
         PPO(small_cfg(), OBS, ACT, [0], envs_per_run=3)
+
+
+def test_value_plasticity_is_the_share_of_the_value_loss_a_step_removed():
+    agent = PPO(small_cfg(), OBS, ACT, [0, 1])
+    with torch.no_grad():  # the critic predicts 3.0 everywhere: the output layer is its bias
+        out = agent.critic.mlp.layers[-1]
+        out.weight.zero_()
+        out.bias.fill_(3.0)
+    obs = torch.randn(2, 5, OBS)
+    returns = torch.tensor([[3.0] * 5, [1.0] * 5])  # run 0 fit exactly, run 1 off by 2: loss 4
+    features = agent.critic.mlp.features
+    got = agent._value_plasticity({"obs": obs, "returns": returns}, torch.tensor([2.0, 8.0]))
+    # run 0: 1 - 0 / 2 = 1; run 1: 1 - 4 / 8 = 0.5
+    assert got.tolist() == pytest.approx([1.0, 0.5])
+    assert agent.critic.mlp.features is features  # the update's features stay for the plug-ins
+    # a step that made the loss worse has plasticity 0, not a negative share
+    worse = agent._value_plasticity({"obs": obs, "returns": returns}, torch.tensor([1.0, 2.0]))
+    assert worse[1].item() == 0.0  # run 1: its loss went from 2 to 4
+
+
+def test_update_reports_value_plasticity_from_the_last_epoch():
+    env = FakeVecEnv(2, 1)
+    agent = PPO(small_cfg(), OBS, ACT, [0, 1], optimizer_cfg=OptimizerConfig(lr=1e-2))
+    _, stats = rollout_and_update(agent, env, env.reset([0, 1]))
+    assert stats["value_plasticity"].shape == (2,)
+    assert ((stats["value_plasticity"] >= 0) & (stats["value_plasticity"] <= 1)).all()
+    assert (stats["value_plasticity"] > 0).any()  # steps of lr 1e-2 lower the loss they step on
