@@ -26,6 +26,10 @@ class CheckpointMismatch(ValueError):
     """A checkpoint that belongs to another config or seed list."""
 
 
+class CheckpointUnreadable(ValueError):
+    """A checkpoint file that cannot be read (truncated, empty, overwritten)."""
+
+
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
@@ -120,7 +124,16 @@ def load_checkpoint(path: Path, resolved_config: Mapping[str, Any]) -> dict[str,
         CheckpointMismatch: the checkpoint's config hash differs from ``resolved_config``'s; the
             message lists the keys that differ.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, OSError, EOFError or UnpicklingError here
+        raise CheckpointUnreadable(
+            f"{path} cannot be read ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+            "rlplast writes checkpoints atomically, so a crash while saving does not do this: the file "
+            "was damaged or replaced afterwards. Restore it, or delete it to train these seeds from the start."
+        ) from err
+    if not isinstance(state, dict) or "config_hash" not in state:
+        raise CheckpointUnreadable(f"{path} is not an rlplast checkpoint (no config hash in it)")
     if state.get("format") != FORMAT_VERSION:
         raise CheckpointMismatch(f"{path}: checkpoint format {state.get('format')!r}, expected {FORMAT_VERSION}")
     if state["config_hash"] != config_hash(resolved_config):

@@ -96,13 +96,16 @@ class RunLog:
     def text(self, tag: str, text: str) -> None:
         self.tb.add_text(tag, text)
 
-    def flush(self) -> None:
-        """Write buffered CSV rows and TensorBoard events to disk."""
+    def flush(self, durable: bool = False) -> None:
+        """Write buffered CSV rows and TensorBoard events to disk (``durable``: and wait until
+        the CSV is on the disk, as before a checkpoint, which must never be ahead of the logs)."""
         if self._rows:
             self._csv.write("".join(self._rows))
             self._rows.clear()
         self._csv.flush()
         self.tb.flush()
+        if durable:
+            os.fsync(self._csv.fileno())
 
     def close(self) -> None:
         self.flush()
@@ -127,9 +130,9 @@ class GroupLog:
         for run, text in zip(self.runs, texts, strict=True):
             run.text(tag, text)
 
-    def flush(self) -> None:
+    def flush(self, durable: bool = False) -> None:
         for run in self.runs:
-            run.flush()
+            run.flush(durable)
 
     def close(self) -> None:
         for run in self.runs:

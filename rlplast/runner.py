@@ -90,7 +90,22 @@ def finished_steps(out_dir: Path, seed: int) -> int | None:
     path = run_dir(out_dir, seed) / DONE_NAME
     if not path.exists():
         return None
-    return int(json.loads(path.read_text())["steps"])
+    try:
+        return int(json.loads(path.read_text())["steps"])
+    except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(
+            f"{path} is damaged ({type(err).__name__}: {err}); it marks a finished run with its step "
+            "count. Restore it, or delete it to resume the run from its checkpoint."
+        ) from err
+
+
+def has_checkpoint(out_dir: Path, seed: int) -> bool:
+    """Whether a checkpoint of ``seed`` is in ``out_dir`` (its group's, or an SB3 run's)."""
+    folder = Path(out_dir) / CHECKPOINT_DIR
+    if (folder / f"sb3_seed{seed}.pt").exists():
+        return True
+    groups = (parse_seeds(p.stem.removeprefix("seeds_")) for p in folder.glob("seeds_*.pt"))
+    return any(seed in group for group in groups)
 
 
 def git_info() -> dict[str, Any]:
@@ -291,8 +306,10 @@ class RunGroup:
         }
 
     def save(self) -> None:
+        # logs first: a crash between the two then leaves rows past the checkpoint, which a
+        # resume truncates, never a checkpoint past rows that are lost
+        self.logs.flush(durable=True)
         save_checkpoint(self.ckpt_path, self.state_dict(), self.resolved)
-        self.logs.flush()
 
     def _restore(self) -> int:
         state = load_checkpoint(self.ckpt_path, self.resolved)
@@ -486,6 +503,15 @@ def claim_runs(cfg: Config, out_dir: Path, seeds: list[int], steps: int, locks: 
     with hold(out_dir / CONFIG_LOCK, f"the configs of {out_dir}", wait=True):
         refuse_other_configs(cfg, out_dir)
         pending = [s for s in seeds if (finished_steps(out_dir, s) or 0) < steps]
+        stranded = [s for s in pending if finished_steps(out_dir, s) is not None and not has_checkpoint(out_dir, s)]
+        if stranded:
+            reached = sorted({finished_steps(out_dir, s) for s in stranded})
+            raise ValueError(
+                f"runs {format_seeds(stranded)} of {out_dir} finished at {reached} steps and their checkpoints "
+                f"are gone, so they cannot be extended to {steps} steps: training them again would replace "
+                "their results. Restore the checkpoints, ask for no more steps than they reached, or delete "
+                "those run folders to retrain them from the start."
+            )
         for seed in pending:
             locks.enter_context(hold(out_dir / f".seed{seed}.lock", f"run seed{seed} of {out_dir}"))
         text = cfg.to_yaml()

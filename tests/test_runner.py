@@ -14,6 +14,7 @@ from rlplast.checkpoint import CheckpointMismatch
 from rlplast.config import Config, RunConfig, validate
 from rlplast.envs.schedules import schedule_value
 from rlplast.envs.vec import EnvConfig, StepResult, VecEnv
+from rlplast.log_writer import RunLog
 from rlplast.tracking import MetricsConfig
 
 UPDATE = 16  # env steps per run per update in these tests
@@ -248,6 +249,67 @@ def test_finished_runs_are_not_retrained_and_can_be_extended(tmp_path):
     assert json.loads((tmp_path / "seed0/done.json").read_text())["steps"] == 48
     rows = read_rows(tmp_path / "seed0/metrics.csv")
     assert [int(r["step"]) for r in rows if r["tag"] == "losses/policy_loss"] == [16, 32, 48]
+
+
+def test_a_crash_right_after_a_checkpoint_loses_no_log_rows(tmp_path, monkeypatch):
+    steps = 4 * UPDATE
+    runner.train_group(tiny_cfg(), [0], tmp_path / "straight", steps=steps)
+    out, saves = tmp_path / "crashed", []
+    original, flush = runner.save_checkpoint, RunLog.flush
+
+    def save_then_die(*args, **kwargs):
+        original(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == 1:  # the checkpoint of step 32 is on disk; the process dies now
+            raise RuntimeError("simulated crash")
+
+    def flush_while_alive(log, *args, **kwargs):  # a killed process writes nothing more
+        if not saves:
+            flush(log, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(runner, "save_checkpoint", save_then_die)
+        m.setattr(RunLog, "flush", flush_while_alive)
+        with pytest.raises(RuntimeError, match="simulated"):
+            runner.train_group(tiny_cfg(), [0], out, steps=steps)
+    rows = read_rows(out / "seed0/metrics.csv")
+    assert [int(r["step"]) for r in rows if r["tag"] == "losses/policy_loss"] == [16, 32]
+    runner.train_group(tiny_cfg(), [0], out, steps=steps)
+    a, b = (comparable(read_rows(d / "seed0/metrics.csv")) for d in (tmp_path / "straight", out))
+    assert a == b
+
+
+@pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 cut short", b"\x80\x02 not a checkpoint"])
+def test_an_unreadable_checkpoint_is_named(tmp_path, monkeypatch, damage):
+    with monkeypatch.context() as m:
+        interrupt_after(m, 1, "signal")
+        with pytest.raises(runner.Interrupted):
+            runner.train_group(tiny_cfg(), [0], tmp_path, steps=4 * UPDATE)
+    ckpt = runner.checkpoint_path(tmp_path, [0])
+    ckpt.write_bytes(damage)
+    with pytest.raises(ValueError, match=rf"{ckpt.name} cannot be read .*delete it to train these seeds"):
+        runner.train_group(tiny_cfg(), [0], tmp_path, steps=4 * UPDATE)
+    assert ckpt.read_bytes() == damage  # left as it was, for the user to look at
+
+
+def test_a_damaged_done_file_is_named(tmp_path):
+    runner.train_group(tiny_cfg(), [0], tmp_path, steps=UPDATE)
+    done = tmp_path / "seed0/done.json"
+    for text in ('{"steps": 1', '{"group_seeds": [0]}'):
+        done.write_text(text)
+        with pytest.raises(ValueError, match=r"done\.json is damaged"):
+            runner.train_group(tiny_cfg(), [0], tmp_path, steps=UPDATE)
+
+
+def test_a_finished_run_without_its_checkpoint_is_not_extended(tmp_path):
+    runner.train_group(tiny_cfg(), [0], tmp_path, steps=2 * UPDATE)
+    before = (tmp_path / "seed0/metrics.csv").read_text()
+    runner.checkpoint_path(tmp_path, [0]).unlink()
+    with pytest.raises(ValueError, match=r"runs 0 of .* finished at \[32\] steps and their checkpoints are gone"):
+        runner.train_group(tiny_cfg(), [0], tmp_path, steps=3 * UPDATE)
+    assert (tmp_path / "seed0/metrics.csv").read_text() == before
+    assert (tmp_path / "seed0/done.json").exists()
+    runner.train_group(tiny_cfg(), [0], tmp_path, steps=2 * UPDATE)  # no more steps: nothing to do
 
 
 def test_checkpoint_of_another_config_is_refused(tmp_path, monkeypatch):

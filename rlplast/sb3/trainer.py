@@ -182,8 +182,10 @@ class SB3Run:
         }
 
     def save(self) -> None:
+        # logs first: a crash between the two then leaves rows past the checkpoint, which a
+        # resume truncates, never a checkpoint past rows that are lost
+        self.logs.flush(durable=True)
         save_checkpoint(self.ckpt_path, self.state_dict(), self.resolved)
-        self.logs.flush()
 
     def _restore(self) -> int:
         state = load_checkpoint(self.ckpt_path, self.resolved)
