@@ -64,7 +64,11 @@ class Interrupted(Exception):
 
     def __init__(self, message: str, signum: int = signal.SIGINT):
         super().__init__(message)
-        self.exit_code = 128 + int(signum)
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+
+    def __reduce__(self) -> tuple:  # from a worker process with its signal (pickle passes args only)
+        return type(self), (str(self), self.signum)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -144,7 +148,10 @@ def refuse_other_configs(cfg: Config, out_dir: Path) -> None:
 
 
 class _StopFlag:
-    """Set by the first SIGINT/SIGTERM; a second SIGINT raises KeyboardInterrupt at once."""
+    """Set by the first SIGINT/SIGTERM; a second SIGINT after a first SIGINT (Ctrl-C twice)
+    raises KeyboardInterrupt at once. A SIGINT after a SIGTERM only repeats the request: a
+    parallel compare forwards SIGTERM to its workers, which may see it before the Ctrl-C that
+    the terminal sent to them as well."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -152,7 +159,7 @@ class _StopFlag:
         self.on_request: list = []
 
     def __call__(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
+        if self.requested and signum == signal.SIGINT and self.signum == signal.SIGINT:
             raise KeyboardInterrupt
         if not self.requested:
             self.signum = signum

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -179,3 +184,58 @@ def test_cli_plot_redraws_from_files(tmp_path):
     assert unknown.exit_code == 1 and "baseline 'ppo_tuned' has no runs" in unknown.output
     missing = CliRunner().invoke(main, ["plot", str(tmp_path / "nothing")])
     assert missing.exit_code == 1 and "no experiment folder" in missing.output
+
+
+STOPPABLE_SCRIPT = '''
+import os, sys, time
+from pathlib import Path
+from rlplast import runner
+from rlplast.compare import ExperimentConfig, plan_experiment, run_plan
+
+def stoppable_train(cfg, seeds, out_dir, steps, backend, device, progress=None):
+    """Trains "forever" like the runner: stops on a signal, saving first."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with runner.stop_on_signals() as stop:
+        (out / "started").write_text(str(os.getpid()))
+        deadline = time.monotonic() + 60
+        while not stop.requested and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (out / "saved").write_text(str(stop.signum))
+        raise runner.Interrupted("stopped", stop.signum)
+
+if __name__ == "__main__":
+    exp = {"name": "t", "task": "slippery_ant", "methods": "ppo,ppo_tuned,ppo_l2", "seeds": "0", "steps": 10_000,
+           "parallel": 2}
+    plan = plan_experiment(ExperimentConfig.model_validate(exp), Path(sys.argv[1]))
+    try:
+        run_plan(plan, None, stoppable_train)
+    except runner.Interrupted as err:
+        print("INTERRUPTED", err.exit_code, flush=True)
+        sys.exit(err.exit_code)
+'''
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
+def test_a_stop_signal_to_a_parallel_compare_stops_its_workers(tmp_path, signum):
+    """``kill`` of the main process only (as a batch scheduler or ``docker stop`` does): the
+    running workers save and stop, the group not started is cancelled, no process is left."""
+    script = tmp_path / "stoppable.py"
+    script.write_text(STOPPABLE_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    started = [tmp_path / "t" / m / "started" for m in ("ppo", "ppo_tuned", "ppo_l2")]
+    deadline = time.monotonic() + 60
+    while sum(p.exists() for p in started) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sum(p.exists() for p in started) == 2, "two workers should have started their groups"
+    time.sleep(0.3)
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum and f"INTERRUPTED {128 + signum}" in out
+    saved = [p.with_name("saved") for p in started if p.exists()]
+    assert len(saved) == 2 and all(p.exists() for p in saved)
+    assert not started[2].exists()  # the third group never started
+    time.sleep(0.5)
+    for pid in (int(p.read_text()) for p in started if p.exists()):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # the worker is gone

@@ -33,9 +33,14 @@ def parallel_groups(exp: ExperimentConfig, n_groups: int) -> int:
     return max(1, min(n_groups, int(0.9 * free_bytes / 2**30 // exp.gpu_memory_per_group_gb)))
 
 
-def train_worker(train_fn: TrainFn, kwargs: dict, queue: Any, worker: int) -> None:
+def train_worker(train_fn: TrainFn, kwargs: dict, queue: Any, worker: int, stopped: Any = None) -> None:
     """One run group in a worker process (a local one, or a Ray task), reporting progress over
-    ``queue`` (anything with ``put``; None: silent)."""
+    ``queue`` (anything with ``put``; None: silent). ``stopped`` (an Event, or None): when set
+    before the group starts, it does not start (a stop came while it waited in the pool's queue)."""
+    if stopped is not None and stopped.is_set():
+        from rlplast.runner import Interrupted
+
+        raise Interrupted(f"{kwargs['cfg'].method}: not started, the experiment was stopped")
     train_fn(**kwargs, progress=QueueProgress(queue, worker) if queue is not None else None)
 
 
@@ -97,42 +102,95 @@ def _run_parallel(
     overall: Overall | None,
     train_fn: TrainFn,
 ) -> list[str]:
-    """Run groups in ``workers`` spawned processes; their progress is replayed on ``progress``."""
+    """Run groups in ``workers`` spawned processes; their progress is replayed on ``progress``.
+
+    A SIGINT or SIGTERM to this process (Ctrl-C, ``kill``, a batch scheduler) is passed on to the
+    workers as SIGTERM: each saves a checkpoint at the end of its update and stops, groups not
+    started yet are cancelled, and then :class:`~rlplast.runner.Interrupted` is raised here. The
+    workers ignore stop signals outside training (a worker that died idle would break the pool
+    and take the others down mid-save), so the request is repeated until every group has ended,
+    for a worker that was still setting its group up when it came.
+    """
+    import math
     import multiprocessing
     import queue as queue_module
-    import signal
-    from concurrent.futures import ProcessPoolExecutor
+    import time
+    from concurrent.futures import ProcessPoolExecutor, wait
     from multiprocessing.managers import SyncManager
+
+    from rlplast.runner import Interrupted, stop_on_signals
 
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be shared with forked children
     failures: list[str] = []
+    futures: dict[Any, GroupPlan] = {}
     manager = SyncManager(ctx=ctx)
-    # Ctrl-C reaches every process; the queue's server must outlive it while workers save.
-    manager.start(signal.signal, (signal.SIGINT, signal.SIG_IGN))
-    with manager, ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    manager.start(_ignore_stop_signals)  # the queue's server must outlive a stop while workers save
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_ignore_stop_signals)
+    with manager, pool, stop_on_signals() as stop:
         queue = manager.Queue() if progress is not None else None
-        futures = {pool.submit(train_worker, train_fn, group_kwargs(plan, g), queue, i): g for i, g in enumerate(todo)}
+        stopped = manager.Event()
+        for i, g in enumerate(todo):
+            futures[pool.submit(train_worker, train_fn, group_kwargs(plan, g), queue, i, stopped)] = g
         task_ids: dict[tuple[int, int], Any] = {}
 
         def apply(message: tuple) -> None:
             replay(progress, task_ids, overall, message)
 
-        running = set(futures)
+        # the signal handler only sets stop.requested; the workers are told from this loop (a
+        # manager call from inside the handler could interleave with one it interrupted)
+        running, asked = set(futures), -math.inf
         while running:
+            if stop.requested and time.monotonic() - asked > STOP_REPEAT_S:
+                _stop_workers(pool, futures, stopped)
+                asked = time.monotonic()
             if queue is not None:
                 try:
                     apply(queue.get(timeout=0.2))
                     continue
                 except queue_module.Empty:
                     pass
+            else:
+                wait(running, timeout=0.2)
             done = {f for f in running if f.done()}
-            if queue is None and not done:
-                next(iter(running)).exception()  # wait without spinning
             for future in done:
-                if future.exception() is not None:
-                    err = future.exception()
+                err = None if future.cancelled() else future.exception()
+                if err is not None and not isinstance(err, Interrupted):
                     failures.append(f"{futures[future].method}: {type(err).__name__}: {err}")
             running -= done
         while queue is not None and not queue.empty():
             apply(queue.get())
+    if stop.requested:
+        raise Interrupted(
+            f"stopped; every started run saved a checkpoint in {plan.exp_dir}. Run the same command again to resume.",
+            stop.signum,
+        )
     return failures
+
+
+STOP_REPEAT_S = 0.5  # how often a stop request is repeated to the workers
+
+
+def _ignore_stop_signals() -> None:
+    """In the queue's server and in idle workers: ignore SIGINT and SIGTERM (the server must keep
+    serving while the workers save; a worker's training installs its own handlers)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _stop_workers(pool: Any, futures: dict, stopped: Any) -> None:
+    """Keep the groups not started yet from starting and ask the running workers to save and stop
+    (SIGTERM; a second SIGTERM, or one after the terminal's Ctrl-C, only repeats the request)."""
+    import contextlib
+    import os
+    import signal
+
+    if not stopped.is_set():
+        stopped.set()
+    for future in list(futures):
+        future.cancel()
+    for process in list(getattr(pool, "_processes", {}).values()):  # the executor's worker processes
+        if process.is_alive():
+            with contextlib.suppress(OSError):  # it exited in between
+                os.kill(process.pid, signal.SIGTERM)
