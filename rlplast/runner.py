@@ -42,7 +42,7 @@ from rlplast.envs.vec import VecEnv, make_vec_env
 from rlplast.locks import hold
 from rlplast.log_writer import GroupLog
 from rlplast.progress import GroupProgress
-from rlplast.report.aggregate import CONFIG_FILE, DONE_FILE
+from rlplast.report.aggregate import CONFIG_FILE, DONE_FILE, read_done_steps
 from rlplast.tracking import PlasticityTracker, tag
 
 CHECKPOINT_DIR = "checkpoints"
@@ -91,16 +91,7 @@ def checkpoint_path(out_dir: Path, seeds: Sequence[int]) -> Path:
 
 def finished_steps(out_dir: Path, seed: int) -> int | None:
     """Env steps a finished run reached (from its done.json), or None if it is not finished."""
-    path = run_dir(out_dir, seed) / DONE_NAME
-    if not path.exists():
-        return None
-    try:
-        return int(json.loads(path.read_text())["steps"])
-    except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ValueError(
-            f"{path} is damaged ({type(err).__name__}: {err}); it marks a finished run with its step "
-            "count. Restore it, or delete it to resume the run from its checkpoint."
-        ) from err
+    return read_done_steps(run_dir(out_dir, seed))
 
 
 def has_checkpoint(out_dir: Path, seed: int) -> bool:

@@ -161,6 +161,23 @@ def test_cli_bad_input_is_named(tmp_path, args, message):
     assert message in result.output
 
 
+def test_cli_names_damaged_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmethods: [ppo\n")
+    result = CliRunner().invoke(main, ["compare", str(bad), "--results-dir", str(tmp_path), "--dry-run"])
+    assert result.exit_code != 0 and "bad.yaml: not valid YAML" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # an error, not a traceback
+    good = tmp_path / "good.yaml"
+    good.write_text("name: x\ntask: ant\nmethods: [ppo]\nseeds: 0\nsteps: 4096\n")
+    args = ["compare", str(good), "--results-dir", str(tmp_path / "res"), "--dry-run"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    (tmp_path / "res" / "x").mkdir(parents=True)
+    (tmp_path / "res" / "x" / "experiment.yaml").write_text("methods: [\n")  # the saved one of an earlier call
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0 and "experiment.yaml is damaged, not valid YAML" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_cli_baseline_may_be_a_method_of_an_earlier_call(tmp_path):
     write_synthetic_run(tmp_path / "ant" / "ppo" / "seed0", "ppo", 0, 20_000, 5_000)
     args = ["compare", "--task", "ant", "--methods", "ppo_cbp", "--seeds", "0", "--steps", "4k"]

@@ -131,7 +131,10 @@ def load_experiment(path: Path | None = None, **changes: Any) -> ExperimentConfi
         path, source = Path(path), str(path)
         if not path.is_file():
             raise FileNotFoundError(f"no experiment file at {path}")
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: not valid YAML: {err}") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: an experiment file is a YAML mapping with {list(ExperimentConfig.model_fields)}")
     changes = {k: v for k, v in changes.items() if v is not None}

@@ -8,7 +8,6 @@ experiment (or sends it to a new folder), so results of different configs are ne
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import yaml
 
 from rlplast.cli_types import format_seeds
 from rlplast.compare.experiment import ExperimentConfig
-from rlplast.report.aggregate import DONE_FILE, EXPERIMENT_FILE, load_yaml
+from rlplast.report.aggregate import EXPERIMENT_FILE, load_yaml, read_done_steps
 
 RunStatus = Literal["new", "resume", "done"]
 
@@ -63,8 +62,7 @@ class ConfigConflict(ValueError):
 def _run_status(run_dir: Path, steps: int) -> RunStatus:
     """``done`` when done.json says the run reached ``steps``; ``resume`` when the folder has
     anything (an interrupted run, or a finished one to continue to more steps); else ``new``."""
-    done = run_dir / DONE_FILE
-    if done.is_file() and int(json.loads(done.read_text(encoding="utf-8")).get("steps", 0)) >= steps:
+    if (read_done_steps(run_dir) or 0) >= steps:
         return "done"
     return "resume" if run_dir.is_dir() and any(run_dir.iterdir()) else "new"
 

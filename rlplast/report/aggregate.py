@@ -11,6 +11,7 @@ averaged within the bins of a common step grid before runs are compared or avera
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
@@ -77,11 +78,36 @@ class ExperimentResults:
 
 
 def load_yaml(path: Path) -> dict:
-    """A YAML mapping from ``path``, or an empty dict when the file does not exist."""
+    """A YAML mapping from ``path``, or an empty dict when the file does not exist.
+
+    Raises:
+        ValueError: the file is not valid YAML (or not UTF-8); the message names it.
+    """
     if not path.is_file():
         return {}
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is damaged, not valid YAML ({err}); restore or delete it") from err
     return data if isinstance(data, dict) else {}
+
+
+def read_done_steps(run_dir: Path) -> int | None:
+    """The env steps a finished run reached (its done.json), or None if it is not finished.
+
+    Raises:
+        ValueError: done.json is damaged (not JSON, no step count); the message names it.
+    """
+    path = Path(run_dir) / DONE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["steps"])
+    except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(
+            f"{path} is damaged ({type(err).__name__}: {err}); it marks a finished run with its step "
+            "count. Restore it, or delete it to resume the run from its checkpoint."
+        ) from err
 
 
 def seed_dirs(method_dir: Path) -> list[tuple[int, Path]]:

@@ -51,6 +51,14 @@ def read_metrics(path: Path, tags: Container[str] | None = None) -> dict[str, Se
     cached = load_cache(path, tags)
     if cached is not None:
         return {tag: Series(steps, values) for tag, (steps, values) in cached.items()}
+    try:
+        return _read_file(path, tags)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a UTF-8 text file ({err}); the run's CSV log is damaged") from err
+
+
+def _read_file(path: Path, tags: Container[str] | None) -> dict[str, Series]:
+    """:func:`read_metrics` past the cache: parse the file, and cache what was parsed."""
     with open(path, encoding="utf-8") as fh:
         stat = os.fstat(fh.fileno())
         header = fh.readline().strip()

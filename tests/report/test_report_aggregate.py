@@ -55,6 +55,13 @@ def test_read_metrics_rejects_bad_files(tmp_path, text, match):
         read_metrics(path)
 
 
+def test_read_metrics_names_a_file_that_is_not_text(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_bytes(b"step,tag,value\n1,a,\xff\xfe\n")
+    with pytest.raises(ValueError, match=r"metrics\.csv: not a UTF-8 text file"):
+        read_metrics(path)
+
+
 def test_bin_series_means_interpolates_gaps_and_counts_last_edge():
     edges = step_edges(40, 4)  # [0, 10, 20, 30, 40]
     series = Series(np.array([2, 8, 15, 38, 40]), np.array([1.0, 3.0, 10.0, 20.0, 30.0]))
