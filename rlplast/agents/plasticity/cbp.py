@@ -153,7 +153,9 @@ class CBP(ConfiguredPlugin):
         device = state.utility.device
         correction = self._correction(index, state)
         eligible = self.clock.eligible_mask(index).to(device)
-        score = (state.utility / correction).masked_fill(~eligible, math.inf)
+        # the instantaneous utility is not a trace (eta = 0 for it): nothing to correct
+        utility = state.utility if self.cfg.utility == "instantaneous" else state.utility / correction
+        score = utility.masked_fill(~eligible, math.inf)
         most = int(counts.max())
         lowest = torch.topk(score, most, dim=1, largest=False).indices.cpu()  # [R, most]
         take = torch.arange(most) < counts.unsqueeze(1)  # [R, most]

@@ -93,6 +93,27 @@ def test_lowest_utility_mature_unit_is_replaced_at_the_expected_step():
     assert cbp.stats()["cbp/replaced"].tolist() == [2.0]
 
 
+def test_instantaneous_utility_ranks_units_by_y_whatever_their_age():
+    # m = 0, rho = 1/4, 4 units: one replacement per step. Step 1 replaces unit 2 (y = .25); then
+    # its outgoing weight is set so that its y is .4, below unit 3's .5. At step 2 unit 2 is 1 step
+    # old and the others 2: by u = y unit 2 goes again. (A trace's correction 1 - .99^age would
+    # score it .4 / .01 = 40 against unit 3's .5 / .0199 = 25 and replace unit 3.)
+    mlp = hand_net()
+    cfg = CBPConfig(utility="instantaneous", maturity_threshold=0, replacement_rate=1 / 4)
+    cbp = CBP(cfg, mlp.hidden_layers(), Adam(mlp.parameters()), [SEED])
+    inc, out = mlp.layers
+    frozen_step(mlp, cbp, 1)
+    new_row = expected_sample(1)[0]
+    torch.testing.assert_close(inc.weight[0, 2], new_row)
+    mean_h = new_row.clamp_min(0).mean()  # relu(W x) for x = e1, e2, bias 0
+    assert mean_h > 0
+    with torch.no_grad():
+        out.weight[0, 0, 2] = 0.4 / mean_h
+    frozen_step(mlp, cbp, 2)
+    torch.testing.assert_close(inc.weight[0, 3], W1[3], rtol=0, atol=0)  # unit 3 kept
+    torch.testing.assert_close(inc.weight[0, 2], expected_sample(2)[1])  # unit 2 replaced again
+
+
 def test_reinit_initial_rewinds_to_the_units_initial_weights():
     mlp = hand_net()
     cfg = CBPConfig(maturity_threshold=0, replacement_rate=1 / 4, reinit="initial")
