@@ -94,13 +94,17 @@ def finished_steps(out_dir: Path, seed: int) -> int | None:
     return read_done_steps(run_dir(out_dir, seed))
 
 
+def saved_groups(out_dir: Path) -> list[tuple[Path, list[int]]]:
+    """The run-group checkpoints in ``out_dir`` with their seeds, by file name."""
+    paths = sorted((Path(out_dir) / CHECKPOINT_DIR).glob("seeds_*.pt"))
+    return [(path, parse_seeds(path.stem.removeprefix("seeds_"))) for path in paths]
+
+
 def has_checkpoint(out_dir: Path, seed: int) -> bool:
     """Whether a checkpoint of ``seed`` is in ``out_dir`` (its group's, or an SB3 run's)."""
-    folder = Path(out_dir) / CHECKPOINT_DIR
-    if (folder / f"sb3_seed{seed}.pt").exists():
+    if (Path(out_dir) / CHECKPOINT_DIR / f"sb3_seed{seed}.pt").exists():
         return True
-    groups = (parse_seeds(p.stem.removeprefix("seeds_")) for p in folder.glob("seeds_*.pt"))
-    return any(seed in group for group in groups)
+    return any(seed in seeds for _, seeds in saved_groups(out_dir))
 
 
 def git_info() -> dict[str, Any]:
@@ -414,8 +418,7 @@ class RunGroup:
 def _plan_groups(out_dir: Path, pending: list[int]) -> list[list[int]]:
     """Split the unfinished seeds into groups: those with a checkpoint resume as saved."""
     groups, rest = [], list(pending)
-    for path in sorted((Path(out_dir) / CHECKPOINT_DIR).glob("seeds_*.pt")):
-        saved = parse_seeds(path.stem.removeprefix("seeds_"))
+    for path, saved in saved_groups(out_dir):
         overlap = set(saved) & set(rest)
         if not overlap:
             continue
