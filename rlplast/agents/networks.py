@@ -27,9 +27,10 @@ def run_generators(seeds: Sequence[int], salt: int, device: torch.device | str =
     return [torch.Generator(device=device).manual_seed(int(s) * 1_000_003 + salt) for s in seeds]
 
 
-def lecun_uniform_(weight: Tensor, generators: Sequence[torch.Generator]) -> None:
-    """Fill ``weight [R, out, in]`` in place with U(-sqrt(3/in), sqrt(3/in)), run r from generator r."""
-    bound = math.sqrt(3.0 / weight.shape[-1])
+def lecun_uniform_(weight: Tensor, generators: Sequence[torch.Generator], fan_in: int | None = None) -> None:
+    """Fill ``weight [R, out, in]`` in place with U(-sqrt(3/fan_in), sqrt(3/fan_in)), run r from
+    generator r; ``fan_in`` defaults to ``in``."""
+    bound = math.sqrt(3.0 / (fan_in or weight.shape[-1]))
     for r, gen in enumerate(generators):
         sample = torch.rand(weight.shape[1:], generator=gen, dtype=weight.dtype) * 2 - 1
         weight.data[r].copy_(sample * bound)
@@ -41,18 +42,21 @@ class BatchedLinear(nn.Module):
     Attributes:
         weight: ``[R, out_features, in_features]``.
         bias: ``[R, out_features]``.
+        init_fan_in: the fan-in of the LeCun init's bound (``in_features`` unless set otherwise,
+            e.g. to reproduce a network that saw a wider observation with constant-zero entries).
     """
 
-    def __init__(self, num_runs: int, in_features: int, out_features: int):
+    def __init__(self, num_runs: int, in_features: int, out_features: int, init_fan_in: int | None = None):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
+        self.init_fan_in = init_fan_in or in_features
         self.weight = nn.Parameter(torch.zeros(num_runs, out_features, in_features))
         self.bias = nn.Parameter(torch.zeros(num_runs, out_features))
 
     def init_bound(self) -> float:
-        """Half-width of the LeCun uniform init: sqrt(3 / fan_in)."""
-        return math.sqrt(3.0 / self.in_features)
+        """Half-width of the LeCun uniform init: sqrt(3 / init_fan_in)."""
+        return math.sqrt(3.0 / self.init_fan_in)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x [R, B, in] -> [R, B, out]`` (a transposed view; see :meth:`columns`)."""
@@ -94,6 +98,9 @@ class HiddenLayer:
 class MLP(nn.Module):
     """Batched MLP ``in -> hidden... -> out`` with a leading run dimension.
 
+    ``first_fan_in`` sets the fan-in of the first layer's init bound (default ``in_dim``); the
+    other layers use their own fan-in.
+
     After each forward pass ``self.features`` holds the detached post-activation output of every
     hidden layer, ``[R, B, width]`` each: the acting pass feeds the metrics, the update pass feeds
     the plug-ins. Keeping references costs no copy. (After :meth:`forward` they are transposed
@@ -109,6 +116,7 @@ class MLP(nn.Module):
         out_dim: int,
         activation: str = "relu",
         name: str = "mlp",
+        first_fan_in: int | None = None,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -118,14 +126,16 @@ class MLP(nn.Module):
         self.activation = activation
         dims = [in_dim, *hidden, out_dim]
         self.layers = nn.ModuleList(BatchedLinear(num_runs, a, b) for a, b in itertools.pairwise(dims))
+        self.layers[0].init_fan_in = first_fan_in or in_dim
         self.features: list[Tensor] = []
         self._acting: list[tuple[Tensor, Tensor]] = []
 
     def reset_parameters(self, generators: Sequence[torch.Generator]) -> None:
-        """LeCun uniform weights (per run, from its generator), zero biases."""
+        """LeCun uniform weights (per run, from its generator; bound from each layer's
+        ``init_fan_in``), zero biases."""
         with torch.no_grad():
             for layer in self.layers:
-                lecun_uniform_(layer.weight, generators)
+                lecun_uniform_(layer.weight, generators, layer.init_fan_in)
                 layer.bias.zero_()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -184,9 +194,17 @@ class MLP(nn.Module):
 class Actor(nn.Module):
     """Gaussian policy: mean from an MLP, state-independent ``log_std [R, act_dim]`` (init 0)."""
 
-    def __init__(self, num_runs: int, obs_dim: int, act_dim: int, hidden: Sequence[int], activation: str):
+    def __init__(
+        self,
+        num_runs: int,
+        obs_dim: int,
+        act_dim: int,
+        hidden: Sequence[int],
+        activation: str,
+        init_fan_in: int | None = None,
+    ):
         super().__init__()
-        self.mlp = MLP(num_runs, obs_dim, hidden, act_dim, activation, name="actor")
+        self.mlp = MLP(num_runs, obs_dim, hidden, act_dim, activation, name="actor", first_fan_in=init_fan_in)
         self.log_std = nn.Parameter(torch.zeros(num_runs, act_dim))
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
@@ -207,9 +225,11 @@ class Actor(nn.Module):
 class Critic(nn.Module):
     """State-value MLP: ``obs [R, B, obs_dim] -> value [R, B]``."""
 
-    def __init__(self, num_runs: int, obs_dim: int, hidden: Sequence[int], activation: str):
+    def __init__(
+        self, num_runs: int, obs_dim: int, hidden: Sequence[int], activation: str, init_fan_in: int | None = None
+    ):
         super().__init__()
-        self.mlp = MLP(num_runs, obs_dim, hidden, 1, activation, name="critic")
+        self.mlp = MLP(num_runs, obs_dim, hidden, 1, activation, name="critic", first_fan_in=init_fan_in)
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.mlp(obs).squeeze(-1)

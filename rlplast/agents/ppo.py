@@ -52,6 +52,14 @@ class PPOConfig(BaseModel):
     hidden: list[PositiveInt] = Field(default_factory=lambda: [256, 256], min_length=1)
     activation: Literal["relu", "tanh"] = "relu"
     log_std_init: float = 0.0
+    init_fan_in: PositiveInt | None = Field(
+        None,
+        description=(
+            "fan-in of the first layer's LeCun bound sqrt(3/fan_in), actor and critic (CBP's and "
+            "ReDo's reinit of layer 0 follow it); null = the observation size. 111 reproduces the "
+            "reference's Ant-v3 network, whose 111-dim observation had 84 constant-zero entries"
+        ),
+    )
     steps_per_update: PositiveInt = Field(2048, description="env steps per run per update (all its envs)")
     epochs: PositiveInt = 10
     minibatches: PositiveInt = 16
@@ -119,8 +127,8 @@ class PPO:
         self.rollout_len = cfg.steps_per_update // envs_per_run
 
         R = self.num_runs
-        self.actor = Actor(R, obs_dim, act_dim, cfg.hidden, cfg.activation)
-        self.critic = Critic(R, obs_dim, cfg.hidden, cfg.activation)
+        self.actor = Actor(R, obs_dim, act_dim, cfg.hidden, cfg.activation, cfg.init_fan_in)
+        self.critic = Critic(R, obs_dim, cfg.hidden, cfg.activation, cfg.init_fan_in)
         # initialise on the CPU from CPU generators: the same weights whatever the device
         self.actor.mlp.reset_parameters(run_generators(self.seeds, SALT_ACTOR))
         self.critic.mlp.reset_parameters(run_generators(self.seeds, SALT_CRITIC))

@@ -5,7 +5,8 @@ Mapping (PROTOCOL.md section 2; ``agent`` and ``optimizer`` sections of the conf
 * network: separate actor and critic MLPs (``net_arch = {"pi": hidden, "vf": hidden}``), the
   config's activation, state-independent ``log_std`` (``log_std_init``); LeCun uniform weights
   U(+-sqrt(3 / fan_in)) and zero biases on every Linear (drawn from a generator seeded by the
-  run's seed), in place of SB3's orthogonal init.
+  run's seed; the first layers' fan-in is ``agent.init_fan_in`` when set), in place of SB3's
+  orthogonal init with gain 0.01 on the action layer.
 * ``learning_rate`` = optimizer.lr; ``torch.optim.Adam`` with the optimizer's betas, eps and
   (coupled) weight_decay; ``n_steps`` = agent.steps_per_update (one env);
   ``batch_size`` = steps_per_update / minibatches; ``n_epochs``, ``clip_range``, ``gamma``,
@@ -53,11 +54,15 @@ def check_supported(cfg: Config) -> None:
 
 
 @torch.no_grad()
-def lecun_init_(modules: list[nn.Linear], seed: int) -> None:
-    """LeCun uniform weights U(+-sqrt(3 / fan_in)) and zero biases, in order, from one generator."""
+def lecun_init_(modules: list[nn.Linear], seed: int, fan_in: dict[int, int] | None = None) -> None:
+    """LeCun uniform weights U(+-sqrt(3 / fan_in)) and zero biases, in order, from one generator.
+
+    ``fan_in`` maps ``id(module)`` to the fan-in of its bound where it is not ``in_features``
+    (``agent.init_fan_in`` on the first layers)."""
     gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + INIT_SALT)
+    fan_in = fan_in or {}
     for linear in modules:
-        bound = math.sqrt(3.0 / linear.in_features)
+        bound = math.sqrt(3.0 / fan_in.get(id(linear), linear.in_features))
         sample = torch.rand(linear.weight.shape, generator=gen) * 2 - 1
         linear.weight.copy_(sample * bound)
         if linear.bias is not None:
@@ -105,5 +110,8 @@ def build_sb3_ppo(cfg: Config, env: VecEnv, seed: int, device: str | torch.devic
         device=device,
         verbose=0,
     )
-    lecun_init_(policy_linears(model.policy), seed)
+    linears = policy_linears(model.policy)
+    firsts = (model.policy.mlp_extractor.policy_net[0], model.policy.mlp_extractor.value_net[0])
+    fan_in = {id(m): a.init_fan_in for m in firsts} if a.init_fan_in else None
+    lecun_init_(linears, seed, fan_in)
     return model

@@ -84,3 +84,28 @@ def test_acting_path_equals_forward_and_sees_weight_updates():
             torch.testing.assert_close(a, b)
         with torch.no_grad():  # an in-place update (as optimizers do) shows through the cached views
             net.layers[0].weight.mul_(0.5)
+
+
+def test_init_fan_in_reproduces_the_reference_first_layer_scale():
+    """agent.init_fan_in = 111: the first layers of actor and critic draw from U(+-sqrt(3/111))
+    (the reference's Ant-v3 network), later layers keep their own fan-in, and CBP's reinit of a
+    first-layer unit draws from the same bound."""
+    from rlplast.agents.plasticity.reinit import sample_incoming
+    from rlplast.agents.ppo import PPO, PPOConfig
+
+    agent = PPO(PPOConfig(init_fan_in=111), obs_dim=27, act_dim=8, seeds=[0, 1])
+    plain = PPO(PPOConfig(), obs_dim=27, act_dim=8, seeds=[0, 1])
+    for net, ref in ((agent.actor.mlp, plain.actor.mlp), (agent.critic.mlp, plain.critic.mlp)):
+        first = net.layers[0].weight
+        bound = math.sqrt(3 / 111)  # 0.1644
+        assert first.abs().max() <= bound and first.abs().max() > 0.99 * bound
+        assert first.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+        # the same draws scaled: sqrt(27 / 111) times the default init, same generator stream
+        torch.testing.assert_close(first, ref.layers[0].weight * math.sqrt(27 / 111))
+        for layer, ref_layer in zip(net.layers[1:], ref.layers[1:], strict=True):
+            torch.testing.assert_close(layer.weight, ref_layer.weight)
+    layer0 = agent.actor.mlp.hidden_layers()[0]
+    assert layer0.incoming.init_bound() == pytest.approx(math.sqrt(3 / 111))
+    fresh = sample_incoming(layer0, torch.zeros(500, dtype=torch.long), run_generators([0], 7), gain=1.0)
+    assert fresh.shape == (500, 27) and fresh.abs().max() <= math.sqrt(3 / 111)
+    assert fresh.abs().max() > 0.99 * math.sqrt(3 / 111)

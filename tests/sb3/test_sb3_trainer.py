@@ -164,8 +164,11 @@ def test_model_has_the_reference_network_and_hyperparameters():
     actor, critic = [(27, 256), (256, 256), (256, 8)], [(27, 256), (256, 256), (256, 1)]
     assert [(m.in_features, m.out_features) for m in linears] == [*actor, *critic]
     assert isinstance(model.policy.mlp_extractor.policy_net[1], torch.nn.ReLU)
-    for m in linears:  # LeCun uniform: |w| <= sqrt(3 / fan_in), std = sqrt(1 / fan_in)
-        bound = math.sqrt(3 / m.in_features)
+    # LeCun uniform: |w| <= sqrt(3 / fan_in), std = sqrt(1 / fan_in); the Ant task sets the first
+    # layers' fan-in to the reference's 111
+    assert cfg.agent.init_fan_in == 111
+    for m in linears:
+        bound = math.sqrt(3 / (111 if m.in_features == 27 else m.in_features))
         assert m.weight.abs().max() <= bound and torch.all(m.bias == 0)
         assert m.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.15)
     assert torch.all(model.policy.log_std == 0)
