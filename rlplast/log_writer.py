@@ -6,7 +6,8 @@ steps of that run. Tags are grouped by prefix: ``charts/`` (episodes, speed), ``
 
 Resuming from a checkpoint taken at step S keeps the rows with step <= S, drops the rest, and
 opens TensorBoard with ``purge_step = S + 1``, so no curve gets duplicate points. A torn last
-line (a crash mid-write) is dropped too.
+line (a crash mid-write) is dropped too; any other line that is not a ``step,tag,value`` row
+stops the resume with an error naming it (:class:`DamagedLog`), before any file is changed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
+
+from rlplast.atomic import NO_SPACE, DiskFull
 
 CSV_NAME = "metrics.csv"
 CSV_HEADER = "step,tag,value\n"
@@ -46,13 +49,50 @@ def _row_step(line: str) -> int | None:
         return None
 
 
-def truncate_csv(path: Path, max_step: int) -> None:
-    """Keep the header and the well-formed rows of ``path`` with step <= ``max_step`` (atomically)."""
+class DamagedLog(ValueError):
+    """A run's metrics.csv holds a line that is neither a row nor the torn end of a crashed write."""
+
+
+def rows_to_keep(path: Path, max_step: int) -> list[str] | None:
+    """The rows of ``path`` with step <= ``max_step`` (None: no file). The last line may be torn
+    (no newline: a write cut short by a crash) and is left out.
+
+    Raises:
+        DamagedLog: the header or another line is not a ``step,tag,value`` row, or the file is
+            not UTF-8; the message names the file and the line.
+    """
     if not path.exists():
+        return None
+    try:
+        with path.open(encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as err:
+        raise DamagedLog(f"{path} is not UTF-8 text ({err}); restore it from a copy, or delete the run") from None
+    if lines and lines[0] != CSV_HEADER and lines[0].endswith("\n"):
+        raise DamagedLog(f"{path}:1: the header must be {CSV_HEADER.strip()!r}, got {lines[0].strip()!r}")
+    kept = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        step = _row_step(line)
+        if step is None and line.endswith("\n"):
+            raise DamagedLog(
+                f"{path}:{lineno}: {line.strip()!r} is not a 'step,tag,value' row (the file was edited or "
+                "damaged); fix or delete that line, then run the same command again"
+            )
+        if step is not None and step <= max_step:
+            kept.append(line)
+    return kept
+
+
+def truncate_csv(path: Path, max_step: int, kept: list[str] | None = None) -> None:
+    """Keep the header and the rows of ``path`` with step <= ``max_step`` (atomically); ``kept``:
+    those rows, when :func:`rows_to_keep` already read them.
+
+    Raises:
+        DamagedLog: see :func:`rows_to_keep`; the file is then unchanged.
+    """
+    kept = rows_to_keep(path, max_step) if kept is None else kept
+    if kept is None:
         return
-    with path.open() as f:
-        lines = f.readlines()
-    kept = [line for line in lines[1:] if (step := _row_step(line)) is not None and step <= max_step]
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w") as f:
         f.write(CSV_HEADER)
@@ -69,7 +109,7 @@ class RunLog:
             removes any events and CSV left by an earlier attempt that never checkpointed).
     """
 
-    def __init__(self, run_dir: Path, resume_step: int | None = None):
+    def __init__(self, run_dir: Path, resume_step: int | None = None, kept: list[str] | None = None):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         csv_path = self.run_dir / CSV_NAME
@@ -79,7 +119,7 @@ class RunLog:
             csv_path.unlink(missing_ok=True)
             purge_step = None
         else:
-            truncate_csv(csv_path, resume_step)
+            truncate_csv(csv_path, resume_step, kept)
             purge_step = resume_step + 1
         fresh = not csv_path.exists()
         self._csv = csv_path.open("a")
@@ -99,13 +139,18 @@ class RunLog:
     def flush(self, durable: bool = False) -> None:
         """Write buffered CSV rows and TensorBoard events to disk (``durable``: and wait until
         the CSV is on the disk, as before a checkpoint, which must never be ahead of the logs)."""
-        if self._rows:
-            self._csv.write("".join(self._rows))
-            self._rows.clear()
-        self._csv.flush()
+        text = "".join(self._rows)
+        self._rows.clear()
+        try:
+            self._csv.write(text)
+            self._csv.flush()
+            if durable:
+                os.fsync(self._csv.fileno())
+        except OSError as err:
+            if err.errno in NO_SPACE:  # rows past the last checkpoint: a resume writes them again
+                raise DiskFull.writing(self._csv.name, len(text.encode())) from err
+            raise
         self.tb.flush()
-        if durable:
-            os.fsync(self._csv.fileno())
 
     def close(self) -> None:
         self.flush()
@@ -117,7 +162,9 @@ class GroupLog:
     """One :class:`RunLog` per run of a group; values arrive as ``[R]`` tensors."""
 
     def __init__(self, run_dirs: Sequence[Path], resume_step: int | None = None):
-        self.runs = [RunLog(d, resume_step) for d in run_dirs]
+        # every run's CSV is checked before any is truncated: a damaged one changes no file
+        kept = [rows_to_keep(Path(d) / CSV_NAME, resume_step) if resume_step is not None else None for d in run_dirs]
+        self.runs = [RunLog(d, resume_step, rows) for d, rows in zip(run_dirs, kept, strict=True)]
 
     def scalars(self, values: Mapping[str, Tensor | Sequence[float]], step: int) -> None:
         """Log ``{tag: [R]}`` for every run at the same ``step``."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import json
 import signal
 import subprocess
@@ -94,6 +95,42 @@ def finished_steps(out_dir: Path, seed: int) -> int | None:
     return read_done_steps(run_dir(out_dir, seed))
 
 
+def reached_steps(out_dir: Path, seed: int) -> int | None:
+    """Env steps a finished run reached: its done.json's, or those of its group when a stop came
+    between the group's done.json writes (:func:`stopped_group_record`); None if unfinished."""
+    steps = finished_steps(out_dir, seed)
+    if steps is None and (record := stopped_group_record(out_dir, seed)) is not None:
+        steps = int(record["steps"])
+    return steps
+
+
+def stopped_group_record(out_dir: Path, seed: int) -> dict[str, Any] | None:
+    """The done.json a run lacks because its group was stopped between writing its runs' done.json
+    files (the last step of a finished group), or None when the run is not in that state.
+
+    Told by a sibling of the same group whose done.json names that group, at the step of the
+    group's checkpoint: the group finished there, so this run did too. The record is the
+    sibling's (the writes share one)."""
+    if finished_steps(out_dir, seed) is not None:
+        return None
+    for path, group in saved_groups(out_dir):
+        if seed not in group:
+            continue
+        for sibling in (s for s in group if s != seed and finished_steps(out_dir, s) is not None):
+            record = json.loads((run_dir(out_dir, sibling) / DONE_NAME).read_text(encoding="utf-8"))
+            if record.get("group_seeds") == group and _checkpoint_step(path) == int(record["steps"]):
+                return record
+    return None
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    """The step a checkpoint was saved at, or None when it cannot be read."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["run_step"])
+    except Exception:  # unreadable: not evidence of a finished group (resuming names the damage)
+        return None
+
+
 def saved_groups(out_dir: Path) -> list[tuple[Path, list[int]]]:
     """The run-group checkpoints in ``out_dir`` with their seeds, by file name."""
     paths = sorted((Path(out_dir) / CHECKPOINT_DIR).glob("seeds_*.pt"))
@@ -105,6 +142,14 @@ def has_checkpoint(out_dir: Path, seed: int) -> bool:
     if (Path(out_dir) / CHECKPOINT_DIR / f"sb3_seed{seed}.pt").exists():
         return True
     return any(seed in seeds for _, seeds in saved_groups(out_dir))
+
+
+def default_rng_seed(seeds: Sequence[int]) -> int:
+    """The seed of torch's default generator for a run group: from its seeds alone, so that two
+    identical runs write identical checkpoints (torch seeds it per process otherwise). Nothing in
+    training draws from it; it is saved and restored only so that a resume leaves it as it was."""
+    digest = hashlib.sha256(f"rlplast default rng {format_seeds(seeds)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
 
 
 def git_info() -> dict[str, Any]:
@@ -254,6 +299,7 @@ class RunGroup:
         self.run_dirs = [run_dir(out_dir, s) for s in self.seeds]
         self.ckpt_path = checkpoint_path(out_dir, self.seeds)
         self.resolved = cfg.training_dict()
+        torch.manual_seed(default_rng_seed(self.seeds))  # a resume restores the saved state below
 
         self.env: VecEnv = make_vec_env(cfg.env, len(self.seeds), backend, device)
         E = self.env.envs_per_run
@@ -407,8 +453,11 @@ class RunGroup:
             self._log_update(losses, friction, sps)
             progress.update(self.run_step, sps * len(self.seeds), self.last_return, friction.float().mean().item())
             save_after_update(self, stop, previous, every, steps)
+        # everything gathered first (git runs a process), so that the writes follow each other
+        # closely; a stop between them is completed by the next call (see stopped_group_record)
+        record = {"steps": self.run_step, "group_seeds": self.seeds, **git_info()}
         for d in self.run_dirs:
-            atomic_write_json(d / DONE_NAME, {"steps": self.run_step, "group_seeds": self.seeds, **git_info()})
+            atomic_write_json(d / DONE_NAME, record)
 
     def close(self) -> None:
         self.logs.close()
@@ -515,13 +564,28 @@ def claim_runs(cfg: Config, out_dir: Path, seeds: list[int], steps: int, locks: 
             )
         for seed in pending:
             locks.enter_context(hold(out_dir / f".seed{seed}.lock", f"run seed{seed} of {out_dir}"))
+        pending = [s for s in pending if not _complete_stopped_group(out_dir, s, steps)]
         text = cfg.to_yaml()
         for seed in pending:
             folder = run_dir(out_dir, seed)
             folder.mkdir(exist_ok=True)
-            atomic_write_text(folder / CONFIG_NAME, text)
-            locks.callback(_unclaim_if_unused, folder)  # runs before the run's lock is released
+            # only a new run's: an existing run keeps its config.yaml until its training starts
+            # (RunGroup writes it then), so a start that fails leaves every file as it was
+            if not (folder / CONFIG_NAME).exists():
+                atomic_write_text(folder / CONFIG_NAME, text)
+                locks.callback(_unclaim_if_unused, folder)  # runs before the run's lock is released
     return pending
+
+
+def _complete_stopped_group(out_dir: Path, seed: int, steps: int) -> bool:
+    """Write the done.json of a run whose group finished but was stopped before writing it (see
+    :func:`stopped_group_record`); True when the run is thereby finished to ``steps``. The run's
+    lock must be held."""
+    record = stopped_group_record(out_dir, seed)
+    if record is None:
+        return False
+    atomic_write_json(run_dir(out_dir, seed) / DONE_NAME, record)
+    return int(record["steps"]) >= steps
 
 
 def _unclaim_if_unused(folder: Path) -> None:

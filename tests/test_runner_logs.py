@@ -2,10 +2,11 @@
 
 import csv
 
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rlplast.log_writer import CSV_HEADER, GroupLog, RunLog, truncate_csv
+from rlplast.log_writer import CSV_HEADER, DamagedLog, GroupLog, RunLog, truncate_csv
 
 
 def rows(path):
@@ -29,9 +30,35 @@ def test_group_log_writes_one_csv_per_run(tmp_path):
 
 def test_truncate_drops_later_and_torn_rows(tmp_path):
     path = tmp_path / "metrics.csv"
-    path.write_text(CSV_HEADER + "1,a,1.0\n5,a,2.0\nbad line\n6,a,3.0\n7,a,4")
+    path.write_text(CSV_HEADER + "1,a,1.0\n5,a,2.0\n6,a,3.0\n7,a,4")
     truncate_csv(path, 5)
     assert path.read_text() == CSV_HEADER + "1,a,1.0\n5,a,2.0\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (CSV_HEADER + "1,a,1.0\ngarbage\n2,a,2.0\n", r"metrics\.csv:3: 'garbage' is not a 'step,tag,value' row"),
+        (CSV_HEADER + "1,a,x\n", r"metrics\.csv:2: '1,a,x'"),
+        ("step,value\n1,2\n", r"metrics\.csv:1: the header must be"),
+    ],
+)
+def test_a_damaged_line_is_named_on_resume_and_nothing_changes(tmp_path, text, message):
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    for folder, content in ((good, CSV_HEADER + "1,a,1.0\n9,a,2.0\n"), (bad, text)):
+        folder.mkdir()
+        (folder / "metrics.csv").write_text(content)
+    with pytest.raises(DamagedLog, match=message):
+        GroupLog([good, bad], resume_step=5)
+    assert (bad / "metrics.csv").read_text() == text
+    assert (good / "metrics.csv").read_text().endswith("9,a,2.0\n")  # not truncated either
+    assert not list(good.glob("events.*"))
+
+
+def test_a_non_utf8_csv_is_named(tmp_path):
+    (tmp_path / "metrics.csv").write_bytes(CSV_HEADER.encode() + b"1,a,\xff\n")
+    with pytest.raises(DamagedLog, match="not UTF-8"):
+        RunLog(tmp_path, resume_step=1)
 
 
 def test_resume_keeps_rows_up_to_checkpoint_and_purges_tensorboard(tmp_path):

@@ -87,11 +87,12 @@ def train(
     The seeds train together as a run group (every weight has a leading run dimension), each with
     its own friction sequence, optimizer state and logs, exactly as it would alone.
     """
+    from rlplast.atomic import DiskFull
     from rlplast.checkpoint import CheckpointMismatch
     from rlplast.config import ConfigError, load_config
     from rlplast.locks import RunBusy
     from rlplast.progress import make_progress
-    from rlplast.runner import Interrupted, finished_steps, refuse_other_configs, train_group
+    from rlplast.runner import Interrupted, reached_steps, refuse_other_configs, train_group
 
     try:
         cfg = load_config(task, method, [*overrides, *([f"implementation={agent}"] if agent else [])])
@@ -107,7 +108,7 @@ def train(
     out_dir = (out or Path("results") / cfg.task) / cfg.method
     try:
         refuse_other_configs(cfg, out_dir)  # before saying what will be trained
-        finished = [s for s in seeds if (finished_steps(out_dir, s) or 0) >= steps]
+        finished = [s for s in seeds if (reached_steps(out_dir, s) or 0) >= steps]
         if finished:
             click.echo(f"seeds {format_seeds(finished)} already finished {format_steps(steps)} steps: skipped")
         if len(finished) < len(seeds):
@@ -124,6 +125,6 @@ def train(
     except Interrupted as err:
         click.echo(str(err), err=True)
         sys.exit(err.exit_code)
-    except (CheckpointMismatch, RunBusy, ValueError) as err:
+    except (CheckpointMismatch, RunBusy, ValueError, DiskFull) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"done: {out_dir}  (tensorboard --logdir {out_dir.parent})")
