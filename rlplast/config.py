@@ -4,7 +4,8 @@
 ``configs/tasks/slippery_ant.yaml``, merges ``configs/methods/ppo_tuned.yaml`` over it (a method
 file holds only what differs from the PPO defaults), applies the overrides and validates the
 result into a :class:`Config`. Dicts merge key by key; lists and scalars are replaced. A task or
-method may also be given as a path to a YAML file.
+method may also be given as a path to a YAML file. (The configs ship inside the package:
+``rlplast.config_files`` finds them.)
 
 Unknown keys and bad values raise :class:`ConfigError`, whose message names each offending key
 (``agent.lr: unknown key; allowed: ...``).
@@ -28,10 +29,10 @@ from rlplast.agents.plasticity import OptimizerConfig, PluginConfig
 from rlplast.agents.ppo import PPOConfig
 from rlplast.checkpoint import flatten
 from rlplast.cli_types import parse_steps
+from rlplast.config_files import CONFIG_DIR, UnknownConfigError, available, resolve  # noqa: F401 (re-exported)
 from rlplast.envs.vec import EnvConfig
 from rlplast.tracking import MetricsConfig
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 _NUMBER_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _STEPS_RE = re.compile(r"^\d+(\.\d+)?[kKmMgG]$")
 
@@ -114,27 +115,27 @@ def _loadable_dump(model: BaseModel) -> dict[str, Any]:
 # -- composition --------------------------------------------------------------------------------
 
 
-def available(kind: str) -> list[str]:
-    """Names of the config files of ``kind`` ("tasks" or "methods")."""
-    return sorted(p.stem for p in (CONFIG_DIR / kind).glob("*.yaml"))
-
-
 def _resolve(name: str, kind: str) -> Path:
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        return path
-    path = CONFIG_DIR / kind / f"{name}.yaml"
-    if not path.exists():
-        raise ConfigError(f"unknown {kind[:-1]} {name!r}; available: {', '.join(available(kind)) or 'none'}")
-    return path
+    try:
+        return resolve(name, kind)
+    except UnknownConfigError as err:
+        raise ConfigError(str(err)) from None
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML file's mapping (an empty file is ``{}``)."""
+    """A YAML file's mapping (an empty file is ``{}``).
+
+    Raises:
+        ConfigError: the file cannot be read, is not UTF-8 or not valid YAML (one line naming it).
+    """
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -155,8 +156,19 @@ def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any
 
 def parse_value(text: str) -> Any:
     """An override's value: YAML (numbers, booleans, null, lists, mappings), plus ``3e-4``
-    (which YAML 1.1 reads as a string) and step counts like ``500k`` or ``2M``."""
-    value = yaml.safe_load(text) if text.strip() else ""
+    (which YAML 1.1 reads as a string) and step counts like ``500k`` or ``2M``.
+
+    Raises:
+        ConfigError: ``text`` is not valid YAML (e.g. ``[64,abc``).
+    """
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or "unreadable"
+        raise ConfigError(
+            f"value {text!r} is not valid YAML ({problem}); write lists as [64, 64], and quote a string "
+            "that holds brackets or a colon"
+        ) from None
     if isinstance(value, str):
         if _NUMBER_RE.match(value):
             return float(value)
@@ -183,7 +195,10 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         elif not isinstance(node, dict):
             raise ConfigError(f"override {key!r}: {'.'.join(parts[:i])} is a value, not a section")
         if last:
-            node[part] = parse_value(text)
+            try:
+                node[part] = parse_value(text)
+            except ConfigError as err:
+                raise ConfigError(f"override {key!r}: {err}") from None
         else:
             if isinstance(node, dict) and node.get(part) is None:
                 node[part] = {}  # a section the files left at its defaults

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rlplast.cli_types import parse_seeds, parse_steps
+from rlplast.config_files import UnknownConfigError, available, resolve
 
 
 class ExperimentConfig(BaseModel):
@@ -118,19 +119,23 @@ def _validation_message(err: ValidationError) -> str:
 def load_experiment(path: Path | None = None, **changes: Any) -> ExperimentConfig:
     """An experiment from a file, from ``changes`` alone (``path`` None), or a file with
     ``changes`` (e.g. command-line flags; None values are ignored) replacing its fields; changed
-    ``overrides`` are added to the file's.
+    ``overrides`` are added to the file's. ``path`` may also name a shipped experiment
+    (``demo`` for ``configs/experiments/demo.yaml``; see :func:`rlplast.config_files.resolve`).
 
     Raises:
-        FileNotFoundError: if the file does not exist.
+        FileNotFoundError: if there is no such file or shipped experiment.
         ValueError: if it is not a YAML mapping or a field is bad (the message names the source
             and each bad field).
     """
     data: dict[str, Any] = {}
     source = "experiment"
     if path is not None:
-        path, source = Path(path), str(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no experiment file at {path}")
+        try:
+            path = resolve(path, "experiments")
+        except UnknownConfigError:
+            shipped = ", ".join(available("experiments"))
+            raise FileNotFoundError(f"no experiment file at {path}; shipped experiments: {shipped}") from None
+        source = str(path)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as err:
