@@ -117,6 +117,17 @@ def save_checkpoint(path: Path, state: Mapping[str, Any], resolved_config: Mappi
     atomic_write(path, lambda f: torch.save(payload, f), "wb")
 
 
+def _same_config_today(state: Mapping[str, Any], resolved_config: Mapping[str, Any]) -> bool:
+    """Whether the checkpoint's config, read through today's schema, is ``resolved_config``: a
+    key added to the config since the checkpoint was written (at its default, which is what the
+    old code did) does not make its checkpoints unresumable."""
+    try:
+        today = saved_training_dict(json.loads(state["config_json"]))
+    except ValueError:  # no longer a valid config (ConfigError, bad JSON): a real difference
+        return False
+    return config_hash(today) == config_hash(resolved_config)
+
+
 def load_checkpoint(path: Path, resolved_config: Mapping[str, Any]) -> dict[str, Any]:
     """Read a checkpoint (``weights_only=True``, onto the CPU) and refuse one from another config.
 
@@ -136,7 +147,7 @@ def load_checkpoint(path: Path, resolved_config: Mapping[str, Any]) -> dict[str,
         raise CheckpointUnreadable(f"{path} is not an rlplast checkpoint (no config hash in it)")
     if state.get("format") != FORMAT_VERSION:
         raise CheckpointMismatch(f"{path}: checkpoint format {state.get('format')!r}, expected {FORMAT_VERSION}")
-    if state["config_hash"] != config_hash(resolved_config):
+    if state["config_hash"] != config_hash(resolved_config) and not _same_config_today(state, resolved_config):
         diff = config_diff(json.loads(state["config_json"]), resolved_config)
         raise CheckpointMismatch(
             f"{path} was written with a different config; refusing to resume it. Differences "

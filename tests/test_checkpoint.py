@@ -95,3 +95,19 @@ def test_unsafe_pickle_is_rejected(tmp_path):
     torch.save({"format": 1, "obj": object()}, path)
     with pytest.raises(Exception, match=r"[Ww]eights only"):
         load_checkpoint(path, CFG)
+
+
+def test_checkpoint_from_before_a_new_config_key_resumes_and_other_values_are_still_refused(tmp_path):
+    """A checkpoint whose saved config lacks a key added since (here agent.init_fan_in, at its
+    default) resumes under today's config; one with a real difference is still refused."""
+    from rlplast.config import load_config
+
+    today = load_config("ant", "ppo", ["agent.init_fan_in=null"]).training_dict()
+    old = {**today, "agent": {k: v for k, v in today["agent"].items() if k != "init_fan_in"}}
+    assert config_hash(old) != config_hash(today)
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, {"step": 1}, old)
+    assert load_checkpoint(path, today)["step"] == 1
+    changed = {**today, "agent": {**today["agent"], "init_fan_in": 111}}
+    with pytest.raises(CheckpointMismatch, match=r"agent\.init_fan_in: '<absent>' -> 111"):
+        load_checkpoint(path, changed)

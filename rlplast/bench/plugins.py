@@ -47,7 +47,7 @@ from rlplast.agents.ppo import PPO
 from rlplast.config import Config, load_config
 
 BASELINE = "ppo_tuned"
-METHODS = ("ppo_tuned", "ppo_cbp", "ppo_upgd", "ppo_redo", "ppo_snp", "ppo_l1")
+METHODS = ("ppo_tuned", "ppo_cbp", "ppo_upgd_protocol", "ppo_redo", "ppo_snp", "ppo_l1")
 TORCH_ADAM = "ppo_tuned (torch.optim.Adam)"
 OPTIMIZER_ONLY = " (optimizer only)"  # a method without its plug-ins: what the plug-ins add is the difference
 STALE_MOMENTS = " (stale moments)"  # CBP keeping the reference's stale Adam state at a reset

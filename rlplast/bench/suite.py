@@ -78,7 +78,7 @@ class SuiteSettings(BaseModel):
     warp_steps: PositiveInt = 200
     ppo_steps: PositiveInt = Field(3 * 2048, description="env steps per run per repeat (whole updates)")
     group: PositiveInt = Field(4, description="runs of the run-group measurement")
-    plugin_methods: tuple[str, ...] = ("ppo_cbp", "ppo_upgd")
+    plugin_methods: tuple[str, ...] = ("ppo_cbp", "ppo_upgd_protocol")
     ppo_overrides: tuple[str, ...] = Field((), description="config overrides of the PPO section (tests)")
 
 
@@ -366,7 +366,7 @@ def check_goals(result: SuiteResult) -> list[Goal]:
         specs.append(("rlplast PPO >= 1.5 x SB3 PPO, run group", GOAL_PPO_SPEEDUP, group, "all runs' steps"))
     upper = [  # (name, target, figure, the section that measures it)
         (f"{m} update <= {GOAL_PLUGIN_RATIO} x {BASELINE}", GOAL_PLUGIN_RATIO, f"{m} / {BASELINE} (update)", "plugins")
-        for m in ("ppo_cbp", "ppo_upgd")
+        for m in ("ppo_cbp", "ppo_upgd_protocol")
     ]
     upper.append(
         (f"metrics <= {GOAL_METRICS_PCT:g}% of the PPO network work", GOAL_METRICS_PCT, METRICS_SHARE, "metrics")

@@ -17,7 +17,7 @@ import yaml
 from rlplast.report.aggregate import CONFIG_FILE, DONE_FILE, EXPERIMENT_FILE, FRICTION_TAG, METRICS_FILE, RETURN_TAG
 
 # How fast each made-up method loses plasticity (0: not at all).
-DECAY = {"ppo": 1.0, "ppo_tuned": 0.6, "ppo_l2": 0.1, "ppo_cbp": 0.0, "ppo_upgd": 0.2}
+DECAY = {"ppo": 1.0, "ppo_tuned": 0.6, "ppo_l2": 0.1, "ppo_cbp": 0.0, "ppo_upgd_protocol": 0.2}
 
 
 def _friction(seed: int, step: np.ndarray, every: int) -> np.ndarray:

@@ -179,7 +179,7 @@ def test_model_has_the_reference_network_and_hyperparameters():
 def test_configs_sb3_cannot_follow_are_refused_with_every_reason(tmp_path):
     cfg = load_config(
         "slippery_ant",
-        "ppo_upgd",
+        "ppo_upgd_protocol",
         ["implementation=sb3", "env.envs_per_run=2", "agent.bootstrap_truncated=false"],
     )
     with pytest.raises(ValueError, match="cannot train this config") as err:

@@ -24,7 +24,7 @@ from rlplast.agents.plasticity.shrink_perturb import ShrinkPerturb, ShrinkPertur
 from rlplast.agents.plasticity.upgd import UPGD
 
 UPGD_KINDS = ("upgd", "adaupgd")
-UPGD_FIELDS = ("beta_utility", "sigma", "noise")
+UPGD_FIELDS = ("beta_utility", "sigma", "noise", "step_scale", "utility_max")
 
 
 class OptimizerConfig(BaseModel):
@@ -46,6 +46,13 @@ class OptimizerConfig(BaseModel):
     beta_utility: float = Field(0.999, ge=0, lt=1, description="UPGD: decay of the utility trace")
     sigma: float = Field(1e-3, ge=0, description="UPGD: std of the Gaussian perturbation")
     noise: NoiseSource = Field("table", description="UPGD: shared noise table slices, or exact randn draws")
+    step_scale: float = Field(
+        1.0, gt=0, description="UPGD: the step is step_scale * lr (the UPGD paper's code steps 2 lr); decay stays lr"
+    )
+    utility_max: Literal["corrected", "raw"] = Field(
+        "corrected",
+        description="UPGD: eta = max of the bias-corrected utilities, or of the raw trace (the UPGD paper's code)",
+    )
 
     @model_validator(mode="after")
     def _upgd_fields_need_upgd(self) -> OptimizerConfig:
@@ -89,6 +96,8 @@ def build_optimizer(
             betas=cfg.betas,
             eps=cfg.eps,
             noise=cfg.noise,
+            step_scale=cfg.step_scale,
+            utility_max=cfg.utility_max,
         )
     raise ValueError(f"unknown optimizer kind {cfg.kind!r}; known: adam, sgd, upgd, adaupgd")
 

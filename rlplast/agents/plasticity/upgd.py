@@ -16,9 +16,11 @@ Guard: if every utility of a run is <= 0, then eta <= 0 and ``U_hat / eta`` woul
 ranking (or divide by zero); such a run gets no protection, ``U_bar = 0`` (a plain step plus
 noise). So does a run whose eta is below the smallest normal float (all utilities vanish, as when
 most units are dead): ``1 / eta`` would overflow and turn zero utilities into NaN.
-Departures from the reference code (``mohmdelsayed/upgd``): eta is the max of the bias-corrected
-utilities (the reference takes the raw trace's max) and the step is ``lr`` (the reference uses
-``2 lr``). The noise of run r comes from run r's own generator: slices of the shared noise table
+Departures from the reference code (``mohmdelsayed/upgd``), each one option away: eta is the max
+of the bias-corrected utilities (``utility_max="raw"``: the reference's max of the raw trace, so
+that early on, while 1 - beta_u^t < 1, U_hat / eta exceeds 1 and U_bar is larger) and the step is
+``lr`` (``step_scale=2``: the reference's ``2 lr``; its decay stays ``lr lambda``).
+The noise of run r comes from run r's own generator: slices of the shared noise table
 (``noise="table"``, the default) or fresh ``torch.randn`` draws (``noise="exact"``); see noise.py.
 
 Speed: on a CPU an elementwise pass costs mostly its per-tensor dispatch, so the per-weight state
@@ -89,6 +91,8 @@ class UPGD(ResettableOptimizer):
         betas: Adam decay rates (AdaUPGD only).
         eps: Adam denominator term (AdaUPGD only).
         noise: source of the perturbation: ``"table"`` (shared noise table) or ``"exact"``.
+        step_scale: the step is ``step_scale * lr`` (the decay stays ``lr * weight_decay``).
+        utility_max: eta from the bias-corrected utilities (``"corrected"``) or the raw trace (``"raw"``).
     """
 
     def __init__(
@@ -103,8 +107,14 @@ class UPGD(ResettableOptimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         noise: NoiseSource = "table",
+        step_scale: float = 1.0,
+        utility_max: str = "corrected",
     ):
         params = list(params)
+        if utility_max not in ("corrected", "raw"):
+            raise ValueError(f"unknown utility_max {utility_max!r}; known: corrected, raw")
+        if step_scale <= 0:
+            raise ValueError(f"bad UPGD step_scale {step_scale}; need > 0")
         if lr <= 0 or sigma < 0 or weight_decay < 0 or not all(0 <= b < 1 for b in (beta_utility, *betas)):
             raise ValueError(
                 f"bad UPGD settings lr={lr}, sigma={sigma}, weight_decay={weight_decay}, "
@@ -123,6 +133,9 @@ class UPGD(ResettableOptimizer):
             "eps": eps,
         }
         super().__init__(params, defaults)
+        # attributes, not group entries: a checkpoint's param groups from before they existed still load
+        self.step_scale = step_scale
+        self.raw_max = utility_max == "raw"
         self.adaptive = adaptive
         self.state_keys = ("utility", "exp_avg", "exp_avg_sq") if adaptive else ("utility",)
         self.noise = RunNoise(params, seeds, SALT, noise)
@@ -194,12 +207,15 @@ class UPGD(ResettableOptimizer):
         return torch.where(protected, -1 / eta, 0.0), torch.where(protected, 0.0, math.inf)
 
     @staticmethod
-    def _keep_one_run(utility: Tensor, keep: Tensor) -> None:
+    def _keep_one_run(utility: Tensor, keep: Tensor, correction: float = 1.0) -> None:
         """``keep = sigmoid(-U / max U)`` for one run on a CPU, as :meth:`_keep_coefficients` gives
         it, with the coefficients as numbers: reading the max costs no sync on a CPU, and the
         five small tensor ops that make them cost more than the pass itself. The scale is
-        divided in the utility's dtype, as the tensor route divides it: both give the same bits."""
+        divided in the utility's dtype, as the tensor route divides it: both give the same bits.
+        ``correction`` multiplies eta (the bias correction, when eta is the raw trace's max)."""
         eta = utility.amax().item()
+        if correction != 1.0:
+            eta = float(NUMPY_FLOATS[utility.dtype](eta) * NUMPY_FLOATS[utility.dtype](correction))
         if eta > torch.finfo(utility.dtype).tiny:
             scale = NUMPY_FLOATS[utility.dtype](-1.0) / NUMPY_FLOATS[utility.dtype](eta)
             torch.mul(utility, float(scale), out=keep).sigmoid_()
@@ -216,11 +232,14 @@ class UPGD(ResettableOptimizer):
         utility, keep, direction = flat["utility"], flat["keep"], flat["direction"]
         utility.mul_(beta_u)
         torch._foreach_addcmul_(views["utility"], grads, params, value=-(1 - beta_u))
-        # one bias correction for all: U_hat / max U_hat = U / max U
+        # one bias correction c for all: U_hat / max U_hat = U / max U; with the raw trace's max,
+        # U_hat / max U = U / (c max U)
+        c = 1 - beta_u**step if self.raw_max else 1.0
         if self.num_runs == 1 and keep.device.type == "cpu" and keep.dtype in NUMPY_FLOATS:
-            self._keep_one_run(utility, keep)
+            self._keep_one_run(utility, keep, c)
         else:
-            scale, offset = self._keep_coefficients(utility.amax(1, keepdim=True))  # [R, 1]
+            eta = utility.amax(1, keepdim=True)
+            scale, offset = self._keep_coefficients(eta * c if self.raw_max else eta)  # [R, 1]
             torch.mul(utility, scale, out=keep)  # (addcmul broadcasts slowly)
             if keep.device.type != "cpu" or bool(offset.any()):  # some run unprotected (no sync on a CPU)
                 keep.add_(offset)
@@ -228,7 +247,7 @@ class UPGD(ResettableOptimizer):
         # direction <- -(d + sigma xi) * k, where k makes (1 - U_bar) * direction the increment y of
         # w <- (1 - lr lambda) w + y, divided as decay_and_add_ wants it
         delta = lr * decay
-        k = lr / decay_divisor(delta)
+        k = self.step_scale * lr / decay_divisor(delta)
         if sigma > 0:
             self.noise.draw_into(direction, -sigma * k)
         else:
@@ -274,8 +293,9 @@ class UPGD(ResettableOptimizer):
         utilities = [state["utility"] for state in states]
         torch._foreach_mul_(utilities, beta_u)
         torch._foreach_addcmul_(utilities, grads, params, value=-(1 - beta_u))
+        raw = utilities
         utilities = binary("div", utilities, [c[0] for c in corrections])
-        eta = torch.stack([u.flatten(1).amax(1) for u in utilities]).amax(0)  # [R]
+        eta = torch.stack([u.flatten(1).amax(1) for u in (raw if self.raw_max else utilities)]).amax(0)  # [R]
         scale, offset = self._keep_coefficients(eta)
         keeps = []
         for u in utilities:
@@ -295,4 +315,4 @@ class UPGD(ResettableOptimizer):
             directions = torch._foreach_add(directions, [noise[id(p)] for p in params], alpha=sigma)
         if decay:
             torch._foreach_mul_(params, 1 - lr * decay)
-        torch._foreach_addcmul_(params, directions, keeps, value=-lr)
+        torch._foreach_addcmul_(params, directions, keeps, value=-lr * self.step_scale)

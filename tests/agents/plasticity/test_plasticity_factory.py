@@ -15,7 +15,7 @@ from rlplast.agents.plasticity.upgd import UPGD
 from rlplast.agents.ppo import PPO
 from rlplast.config import load_config
 
-METHODS = ["ppo_cbp", "ppo_upgd", "ppo_redo", "ppo_snp", "ppo_l1"]
+METHODS = ["ppo_cbp", "ppo_upgd_protocol", "ppo_upgd_paper", "ppo_redo", "ppo_snp", "ppo_l1"]
 
 
 def test_build_plugins_from_dicts_in_order(tiny):
@@ -62,8 +62,21 @@ def test_method_files_hold_the_protocol_values():
     )
     redo = load_config("slippery_ant", "ppo_redo")
     assert redo.optimizer.weight_decay == 1e-4 and (redo.plugins[0].tau, redo.plugins[0].period) == (0.1, 100)
-    upgd = load_config("slippery_ant", "ppo_upgd").optimizer
+    upgd = load_config("slippery_ant", "ppo_upgd_protocol").optimizer
     assert (upgd.kind, upgd.weight_decay, upgd.beta_utility, upgd.sigma) == ("adaupgd", 1e-3, 0.999, 1e-3)
+    assert (upgd.lr, upgd.step_scale, upgd.utility_max, upgd.betas, upgd.eps) == (
+        1e-4,
+        1.0,
+        "corrected",
+        (0.99, 0.99),
+        1e-8,
+    )
+    # the UPGD paper's RL settings (mohmdelsayed/upgd, core/run/rl): 2 x lr 3e-4, raw-trace eta
+    paper = load_config("slippery_ant", "ppo_upgd_paper").optimizer
+    assert (paper.kind, paper.lr, paper.step_scale, paper.utility_max) == ("adaupgd", 3e-4, 2.0, "raw")
+    assert (paper.betas, paper.eps, paper.weight_decay, paper.beta_utility, paper.sigma) == (
+        (0.9, 0.999), 1e-5, 1e-3, 0.999, 1e-3,
+    )  # fmt: skip
     snp = load_config("slippery_ant", "ppo_snp")
     assert snp.optimizer.weight_decay == 0 and snp.plugins[0].kind == "snp"
     assert load_config("slippery_ant", "ppo_l1").plugins[0].kind == "l1"
