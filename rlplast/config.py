@@ -206,6 +206,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
 
 
 NAME_KEYS = ("task", "method")  # set by the files chosen, never by an override
+DEFAULT_ENV_ID = EnvConfig.model_fields["id"].default
 
 
 def load_config(task: str, method: str, overrides: Sequence[str] = ()) -> Config:
@@ -227,7 +228,40 @@ def load_config(task: str, method: str, overrides: Sequence[str] = ()) -> Config
                 f"choose the {key} itself with --{key}"
             )
         apply_override(data, override)
+    _refuse_other_env(task_path, data)
     return validate(data, source=f"task {task_path.stem!r} + method {method_path.stem!r}")
+
+
+def _env_id(data: Mapping[str, Any]) -> Any:
+    """The ``env.id`` of a task file's or a config's data (EnvConfig's default if unset)."""
+    env = data.get("env")
+    return env.get("id", DEFAULT_ENV_ID) if isinstance(env, Mapping) else DEFAULT_ENV_ID
+
+
+def tasks_of_env(env_id: str) -> list[str]:
+    """The shipped tasks that train ``env_id``."""
+    return [name for name in available("tasks") if _env_id(read_yaml(resolve(name, "tasks"))) == env_id]
+
+
+def _refuse_other_env(task_path: Path, data: Mapping[str, Any]) -> None:
+    """A run is labelled with its task's name, so an override may not swap in another env.
+
+    Raises:
+        ConfigError: ``env.id`` differs from the task file's (one line naming the tasks of the
+            new id, if any).
+    """
+    own, new = _env_id(read_yaml(task_path)), _env_id(data)
+    if new == own:
+        return
+    matching = tasks_of_env(new) if isinstance(new, str) else []
+    hint = (
+        f"choose a task of {new}: {', '.join(matching)}"
+        if matching
+        else "write a task file for it (see configs/tasks/) and pass its path to --task"
+    )
+    raise ConfigError(
+        f"override 'env.id': task {task_path.stem!r} trains {own}, and a run on {new} would carry its name; {hint}"
+    )
 
 
 def validate(data: Mapping[str, Any], source: str = "config") -> Config:

@@ -107,6 +107,19 @@ def test_unknown_task_and_method_list_the_available_ones():
         load_config("ant", "nope")
 
 
+def test_a_run_is_never_labelled_with_another_envs_task(tmp_path):
+    # the run carries its task's name, so swapping the env by override is refused in one line
+    with pytest.raises(ConfigError, match=r"^override 'env.id': task 'slippery_ant' trains Ant-v5, .*--task$"):
+        load_config("slippery_ant", "ppo", ["env.id=InvertedPendulum-v5", "env.kwargs={}"])
+    (tmp_path / "mine.yaml").write_text("env:\n  id: Hopper-v5\n")
+    with pytest.raises(ConfigError, match=r"task 'mine' trains Hopper-v5, .* choose a task of Ant-v5: ant, slippery"):
+        load_config(str(tmp_path / "mine.yaml"), "ppo", ["env.id=Ant-v5"])
+    assert load_config("ant", "ppo", ["env.id=Ant-v5"]).task == "ant"  # the same id is no swap
+    (tmp_path / "pendulum.yaml").write_text("env:\n  id: InvertedPendulum-v5\n")
+    cfg = load_config(str(tmp_path / "pendulum.yaml"), "ppo")
+    assert (cfg.task, cfg.env.id) == ("pendulum", "InvertedPendulum-v5")
+
+
 def test_yaml_files_given_by_path_and_bad_yaml(tmp_path):
     method = tmp_path / "mine.yaml"
     method.write_text("agent:\n  epochs: 4\n")

@@ -32,7 +32,8 @@ from typing import Any
 import torch
 
 from rlplast.bench import Timer
-from rlplast.config import Config, load_config
+from rlplast.config import Config, apply_override, deep_merge, load_config, read_yaml, validate
+from rlplast.config_files import resolve
 from rlplast.runner import torch_threads, train_group
 
 
@@ -155,11 +156,12 @@ def compare_learning(
         mean of 10 consecutive episodes first reached ``threshold`` (None if never), its episode
         count and wall seconds.
     """
-    cfg = load_config(
-        "ant",
-        "ppo",
-        [f"env.id={env_id}", "env.kwargs={}", "env.friction.schedule={kind: constant, value: 1.0}", *overrides],
-    )
+    # the PPO defaults on env_id, labelled with it (a task file would carry its own env and name)
+    env = {"id": env_id, "friction": {"schedule": {"kind": "constant", "value": 1.0}}}
+    data = deep_merge(read_yaml(resolve("ppo", "methods")), {"task": env_id, "method": "ppo", "env": env})
+    for override in overrides:
+        apply_override(data, override)
+    cfg = validate(data, source=f"ppo on {env_id}")
     with torch_threads(threads):
         runs = {"rlplast": run_rlplast(cfg, [seed], steps, backend="gym"), "sb3": run_sb3(cfg, seed, steps)}
     out: dict[str, Any] = {"env_id": env_id, "steps": steps, "seed": seed, "threshold": threshold}
