@@ -23,7 +23,7 @@ _LAZY = {
     "EnvConfig": "rlplast.envs.vec",
     "VecEnv": "rlplast.envs.vec",
     "StepResult": "rlplast.envs.vec",
-    "make_vec_env": "rlplast.envs.vec",
+    "make_vec_env": "rlplast.envs.factory",
     "parse_schedule": "rlplast.envs.schedules",
 }
 

@@ -8,8 +8,12 @@ Two modes (PROTOCOL.md section 1):
   frictions for a contact, so the floor's ``geom_priority`` is raised: a contact then takes all
   its parameters from the floor, and the floor's friction governs it.
 
-Torsional and rolling friction are left untouched. Explicit contact pairs (``<pair>``), which
-override geom mixing, get the same sliding value on both tangent directions.
+What the value means (rlplast.envs.tasks.base): a multiplier of each changed geom's own sliding
+friction (1.0 = the model as shipped; Hopper's and Walker2d's geoms differ), except on Ant, where
+it is every changed geom's friction, as in the reference (Ant's geoms all have 1.0, so the two
+readings agree on its own model). Torsional and rolling friction are left untouched. Explicit
+contact pairs (``<pair>``), which override geom mixing, get the same sliding value on both
+tangent directions.
 
 Importing ``rlplast`` registers ``rlplast/SlipperyAnt-v0`` (Ant-v5, 27-dim observation, the
 reference piecewise schedule) and ``rlplast/Ant-v0`` (constant friction 1.0).
@@ -29,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rlplast.envs.clock import FrictionClock
 from rlplast.envs.schedules import PiecewiseSchedule, ScheduleConfig
+from rlplast.envs.tasks import friction_scales_own
 
 FRICTION_MODES = ("all", "floor")
 
@@ -74,10 +79,11 @@ class FrictionSetter:
     """Writes one sliding-friction value into a MuJoCo model, in mode ``all`` or ``floor``.
 
     In ``floor`` mode the constructor raises the floor geoms' ``geom_priority`` above every other
-    geom's (a one-time edit of the model).
+    geom's (a one-time edit of the model). With ``scales_own`` the value multiplies the frictions
+    the chosen geoms (and contact pairs) had when the setter was made; without, it replaces them.
     """
 
-    def __init__(self, model: mujoco.MjModel, mode: str):
+    def __init__(self, model: mujoco.MjModel, mode: str, *, scales_own: bool = False):
         if mode not in FRICTION_MODES:
             raise ValueError(f"unknown friction mode {mode!r}; allowed: {', '.join(FRICTION_MODES)}")
         if not isinstance(model, mujoco.MjModel):
@@ -96,16 +102,27 @@ class FrictionSetter:
             model.geom_priority[self.geoms] = top + 1
             is_floor = np.isin(model.pair_geom1, self.geoms) | np.isin(model.pair_geom2, self.geoms)
             self.pairs = np.flatnonzero(is_floor)
+        self.scales_own = scales_own
+        self._own_geoms = model.geom_friction[self.geoms, 0].copy()  # [geoms]
+        self._own_pairs = model.pair_friction[self.pairs, :2].copy()  # [pairs, 2]
+        self._value = 1.0
 
     def set(self, value: float) -> None:
-        """Set the sliding friction of the chosen geoms (and contact pairs) to ``value``."""
+        """Set the sliding friction of the chosen geoms (and contact pairs) to ``value`` (times
+        their own, with ``scales_own``)."""
         value = check_friction_value(value)
-        self.model.geom_friction[self.geoms, 0] = value
-        self.model.pair_friction[self.pairs, :2] = value
+        self._value = value
+        if self.scales_own:
+            self.model.geom_friction[self.geoms, 0] = self._own_geoms * value
+            self.model.pair_friction[self.pairs, :2] = self._own_pairs * value
+        else:
+            self.model.geom_friction[self.geoms, 0] = value
+            self.model.pair_friction[self.pairs, :2] = value
 
     def get(self) -> float:
-        """The current sliding friction of the first chosen geom."""
-        return float(self.model.geom_friction[self.geoms[0], 0])
+        """The value in effect: the last one set with ``scales_own`` (1.0 before), else the
+        sliding friction of the first chosen geom."""
+        return self._value if self.scales_own else float(self.model.geom_friction[self.geoms[0], 0])
 
 
 class ChangingFriction(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -120,6 +137,8 @@ class ChangingFriction(gym.Wrapper, gym.utils.RecordConstructorArgs):
         env: a Gymnasium env whose ``unwrapped.model`` is a ``mujoco.MjModel``.
         friction: a :class:`FrictionConfig` or a dict of its fields (default: the reference).
         schedule_seed: fixes the schedule's seed regardless of reset seeds.
+        scales_own: whether the value multiplies each geom's own friction (default: as the task
+            of the env's id says, rlplast.envs.tasks.friction_scales_own: all but Ant).
     """
 
     def __init__(
@@ -128,12 +147,17 @@ class ChangingFriction(gym.Wrapper, gym.utils.RecordConstructorArgs):
         friction: FrictionConfig | Mapping[str, Any] | None = None,
         *,
         schedule_seed: int | None = None,
+        scales_own: bool | None = None,
     ):
         cfg = friction if isinstance(friction, FrictionConfig) else FrictionConfig.model_validate(friction or {})
-        gym.utils.RecordConstructorArgs.__init__(self, friction=cfg.model_dump(), schedule_seed=schedule_seed)
+        gym.utils.RecordConstructorArgs.__init__(
+            self, friction=cfg.model_dump(), schedule_seed=schedule_seed, scales_own=scales_own
+        )
         gym.Wrapper.__init__(self, env)
         self.config = cfg
-        self._setter = FrictionSetter(mujoco_model_of(env), cfg.mode)
+        if scales_own is None:
+            scales_own = friction_scales_own(env.spec.id if env.spec is not None else None)
+        self._setter = FrictionSetter(mujoco_model_of(env), cfg.mode, scales_own=scales_own)
         self._clock = FrictionClock(cfg, num_runs=1, envs_per_run=1)
         self._fixed_seed = schedule_seed
         self._started = False
@@ -188,7 +212,7 @@ def _make_ant(schedule: Mapping[str, Any], kwargs: dict[str, Any]) -> ChangingFr
     schedule_seed = wrapper.pop("schedule_seed", None)
     # ours: 27-dim observation by default (the reference's contact forces were all zeros)
     env = AntEnv(**{"include_cfrc_ext_in_observation": False, **kwargs})
-    return ChangingFriction(env, {**wrapper, "schedule": schedule}, schedule_seed=schedule_seed)
+    return ChangingFriction(env, {**wrapper, "schedule": schedule}, schedule_seed=schedule_seed, scales_own=False)
 
 
 def make_slippery_ant(**kwargs: Any) -> ChangingFriction:

@@ -21,8 +21,9 @@ import torch
 from torch import Tensor
 
 from rlplast.envs.autoreset import AutoResetVecEnv
-from rlplast.envs.cpu_ant import BAD_STATE_WARNINGS, STATE_SPEC
+from rlplast.envs.cpu_mujoco import BAD_STATE_WARNINGS, STATE_SPEC
 from rlplast.envs.friction import FrictionSetter, mujoco_model_of
+from rlplast.envs.tasks import friction_scales_own
 from rlplast.envs.vec import EnvConfig
 
 # MjData arrays computed from the state that envs may read before their next mj_step.
@@ -68,7 +69,10 @@ class GymVecEnv(AutoResetVecEnv):
             gym.make(cfg.id, max_episode_steps=cfg.max_episode_steps, disable_env_checker=True, **kwargs)
             for _ in range(n)
         ]
-        self.setters = [FrictionSetter(mujoco_model_of(env), cfg.friction.mode) for env in self.envs]
+        scales_own = friction_scales_own(cfg.id)
+        self.setters = [
+            FrictionSetter(mujoco_model_of(env), cfg.friction.mode, scales_own=scales_own) for env in self.envs
+        ]
         space = self.envs[0]
         super().__init__(
             cfg,

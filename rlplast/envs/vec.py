@@ -1,4 +1,4 @@
-"""The VecEnv contract (torch in, torch out, same-step autoreset), its config, and the factory.
+"""The VecEnv contract (torch in, torch out, same-step autoreset) and its config.
 
 N = R runs x E envs per run, run-major: env ``n = r * E + e``. Every backend returns float32
 tensors on its ``device``:
@@ -17,16 +17,16 @@ tensors on its ``device``:
 * ``state_dict()`` / ``load_state_dict(state)``: everything needed to continue exactly (tensors,
   python scalars, lists and dicts only: ``torch.load(weights_only=True)`` loads it).
 
-Backends: ``cpu`` (Ant-v5 on MuJoCo C, stepped in threads; rlplast.envs.cpu_ant), ``gym`` (any
+Backends (built by rlplast.envs.factory.make_vec_env): ``cpu`` (the locomotion tasks of
+rlplast.envs.tasks on MuJoCo C, stepped in threads; rlplast.envs.cpu_mujoco), ``gym`` (any
 Gymnasium MuJoCo id; rlplast.envs.gym_vec), ``warp`` (Ant-v5 on mujoco_warp; rlplast.envs.warp_ant,
-imported only when asked for), ``auto`` (warp with CUDA and mujoco_warp, else cpu for Ant-v5, else
-gym).
+imported only when asked for), ``auto`` (warp with CUDA and mujoco_warp on Ant, else cpu for the
+ids of a task, else gym).
 """
 
 from __future__ import annotations
 
 import abc
-import importlib.util
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -36,8 +36,7 @@ from torch import Tensor
 
 from rlplast.envs.friction import FrictionConfig
 
-BACKENDS = ("cpu", "gym", "warp", "auto")
-# Ids the Ant-v5 rebuilds (cpu, warp) reproduce.
+# Ids of Ant-v5, whose observation default is ours (no contact forces) and which warp rebuilds.
 ANT_IDS = ("Ant-v5",)
 
 
@@ -45,7 +44,8 @@ class EnvConfig(BaseModel):
     """Which env, how its friction changes, and how many envs each run steps.
 
     Attributes:
-        id: a Gymnasium id; the ``cpu`` and ``warp`` backends support ``Ant-v5``.
+        id: a Gymnasium id; the ``cpu`` backend supports those of rlplast.envs.tasks.TASKS (Ant,
+            HalfCheetah, Hopper, Walker2d, Humanoid v5), ``warp`` ``Ant-v5``, ``gym`` any.
         kwargs: passed to the env (Ant-v5's keyword arguments); for Ant-v5
             ``include_cfrc_ext_in_observation`` defaults to False here (27-dim observation).
         friction: the friction schedule, mode and when changes apply.
@@ -134,42 +134,10 @@ class VecEnv(abc.ABC):
         """Release threads and simulators."""
 
 
-def warp_available() -> bool:
-    """True when mujoco_warp, warp and a CUDA GPU that both torch and Warp see are present."""
-    if importlib.util.find_spec("mujoco_warp") is None or not torch.cuda.is_available():
-        return False
-    from rlplast.envs.warp_runtime import warp_available as warp_sees_cuda
+def __getattr__(name: str) -> Any:
+    # the factory imports the backends, which import this module: reached lazily, not at import
+    if name in ("make_vec_env", "warp_available"):
+        from rlplast.envs import factory
 
-    return warp_sees_cuda()
-
-
-def make_vec_env(cfg: EnvConfig, num_runs: int, backend: str = "auto", device: str | torch.device = "cpu") -> VecEnv:
-    """Build the VecEnv of ``num_runs`` runs x ``cfg.envs_per_run`` envs on a backend.
-
-    Args:
-        cfg: the env config.
-        num_runs: R.
-        backend: ``cpu``, ``gym``, ``warp`` or ``auto``.
-        device: device of the returned tensors (the warp backend also simulates there).
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
-    if backend == "auto":
-        # warp only where it simulates on a GPU: on Warp's CPU device the cpu backend is far faster
-        on_cuda = torch.device(device).type == "cuda"
-        backend = ("warp" if on_cuda and warp_available() else "cpu") if cfg.id in ANT_IDS else "gym"
-    if backend in ("cpu", "warp") and cfg.id not in ANT_IDS:
-        raise ValueError(
-            f"backend {backend!r} supports env ids {', '.join(ANT_IDS)}; got {cfg.id!r} (use backend 'gym')"
-        )
-    if backend == "warp":
-        from rlplast.envs.warp_ant import WarpAntVecEnv
-
-        return WarpAntVecEnv(cfg, num_runs, device)
-    if backend == "cpu":
-        from rlplast.envs.cpu_ant import CpuAntVecEnv
-
-        return CpuAntVecEnv(cfg, num_runs, device)
-    from rlplast.envs.gym_vec import GymVecEnv
-
-    return GymVecEnv(cfg, num_runs, device)
+        return getattr(factory, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

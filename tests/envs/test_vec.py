@@ -6,6 +6,7 @@ import torch
 from pydantic import ValidationError
 
 from rlplast.envs.cpu_ant import CpuAntVecEnv
+from rlplast.envs.cpu_mujoco import CpuVecEnv
 from rlplast.envs.gym_vec import GymVecEnv
 from rlplast.envs.schedules import PiecewiseSchedule
 from rlplast.envs.vec import EnvConfig, make_vec_env
@@ -43,11 +44,16 @@ def test_factory_backends_and_errors(tmp_path, monkeypatch):
     ant = make_vec_env(EnvConfig(), num_runs=1, backend="auto")
     assert isinstance(ant, CpuAntVecEnv) and (ant.obs_dim, ant.act_dim, ant.num_envs) == (27, 8, 1)
     ant.close()
-    assert isinstance(make_vec_env(EnvConfig(id="HalfCheetah-v5"), num_runs=1, backend="auto"), GymVecEnv)
+    cheetah = make_vec_env(EnvConfig(id="HalfCheetah-v5"), num_runs=1, backend="auto")
+    assert isinstance(cheetah, CpuVecEnv) and (cheetah.obs_dim, cheetah.act_dim) == (17, 6)
+    cheetah.close()
+    assert isinstance(make_vec_env(EnvConfig(id="InvertedPendulum-v5"), num_runs=1, backend="auto"), GymVecEnv)
     with pytest.raises(ValueError, match="allowed: cpu, gym, warp, auto"):
         make_vec_env(EnvConfig(), num_runs=1, backend="gpu")
-    with pytest.raises(ValueError, match="use backend 'gym'"):
-        make_vec_env(EnvConfig(id="Hopper-v5"), num_runs=1, backend="cpu")
+    with pytest.raises(ValueError, match=r"backend 'cpu' supports env ids Ant-v5, .*Humanoid-v5; .*use backend 'gym'"):
+        make_vec_env(EnvConfig(id="InvertedPendulum-v5"), num_runs=1, backend="cpu")
+    with pytest.raises(ValueError, match="backend 'warp' supports env ids Ant-v5; got 'Hopper-v5'"):
+        make_vec_env(EnvConfig(id="Hopper-v5"), num_runs=1, backend="warp")
     with pytest.raises(ValueError, match="num_runs must be >= 1"):
         make_vec_env(EnvConfig(), num_runs=0, backend="cpu")
     with pytest.raises(TypeError, match="MuJoCo env"):
@@ -62,7 +68,7 @@ def test_warp_backend_is_imported_lazily(monkeypatch):
     cfg = EnvConfig()
     assert make_vec_env(cfg, 3, backend="warp", device="cuda:1") == "warp-env"
     assert made == [(cfg, 3, "cuda:1")]
-    monkeypatch.setattr("rlplast.envs.vec.warp_available", lambda: True)
+    monkeypatch.setattr("rlplast.envs.factory.warp_available", lambda: True)
     assert make_vec_env(cfg, 2, backend="auto", device="cuda") == "warp-env"
     # on a CPU device, auto keeps the (much faster) MuJoCo C backend even where warp is installed
     cpu_env = make_vec_env(cfg, 1, backend="auto", device="cpu")
