@@ -17,6 +17,8 @@ COMMANDS = {
     "plot": "rlplast.commands.plot:plot",
     "bench": "rlplast.commands.bench:bench",
     "sanity": "rlplast.commands.sanity:sanity",
+    "evaluate": "rlplast.commands.evaluate:evaluate",
+    "export": "rlplast.commands.export:export",
 }
 
 HELP = {
@@ -25,6 +27,8 @@ HELP = {
     "plot": "Redraw the figures and report of an experiment from its saved files.",
     "bench": "Measure throughput side by side (simulator, PPO, SB3, plug-in overheads).",
     "sanity": "Slowly-changing regression: a fast supervised check of the methods.",
+    "evaluate": "Play deterministic episodes of trained policies: a table, a CSV, a video.",
+    "export": "Export one seed's trained actor as a torch state dict or TorchScript.",
 }
 
 

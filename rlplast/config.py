@@ -31,6 +31,7 @@ from rlplast.checkpoint import flatten
 from rlplast.cli_types import parse_steps
 from rlplast.config_files import CONFIG_DIR, UnknownConfigError, available, resolve  # noqa: F401 (re-exported)
 from rlplast.envs.vec import EnvConfig
+from rlplast.evaluation import EvalConfig
 from rlplast.tracking import MetricsConfig
 
 _NUMBER_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -68,6 +69,7 @@ class Config(BaseModel):
     plugins: list[PluginConfig] = Field(default_factory=list)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     implementation: Literal["rlplast", "sb3"] = Field(
         "rlplast", description="who trains: rlplast's PPO, or stable-baselines3's PPO (rlplast.sb3) as a reference"
     )
@@ -82,11 +84,14 @@ class Config(BaseModel):
         return self
 
     def training_dict(self) -> dict[str, Any]:
-        """What determines the training (hashed into checkpoints): all but names and ``run``.
+        """What determines the training (hashed into checkpoints): all but names, ``run`` and
+        ``eval`` (which only adds logged evaluations).
 
         ``implementation`` is left out at its default, so that checkpoints written before the
         field existed still resume."""
-        exclude = {"task", "method", "run"} | ({"implementation"} if self.implementation == "rlplast" else set())
+        exclude = {"task", "method", "run", "eval"} | (
+            {"implementation"} if self.implementation == "rlplast" else set()
+        )
         return self.model_dump(mode="json", exclude=exclude)
 
     def to_yaml(self) -> str:

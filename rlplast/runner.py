@@ -40,6 +40,8 @@ from rlplast.checkpoint import CheckpointMismatch, load_checkpoint, run_config_d
 from rlplast.cli_types import format_seeds, parse_seeds
 from rlplast.config import Config
 from rlplast.envs.vec import VecEnv, make_vec_env
+from rlplast.evaluation import PeriodicEvaluation
+from rlplast.hparams import write_final_metrics, write_hparams
 from rlplast.locks import hold
 from rlplast.log_writer import GroupLog
 from rlplast.progress import GroupProgress
@@ -308,6 +310,7 @@ class RunGroup:
         )
         nets = {"actor": self.agent.actor.mlp, "critic": self.agent.critic.mlp}
         self.tracker = PlasticityTracker(cfg.metrics, nets, len(self.seeds), device)
+        self.evaluation = PeriodicEvaluation(cfg.eval, cfg.env, self.seeds) if cfg.eval.every else None
         self.run_step = 0
         self.obs: Tensor | None = None
         self.last_return: float | None = None
@@ -338,6 +341,8 @@ class RunGroup:
             block = "    " + text.replace("\n", "\n    ")  # markdown code block for TensorBoard
             self.logs.text("config", [block] * len(self.seeds))
             self.logs.text("meta", [f"    {json.dumps(meta)}"] * len(self.seeds))
+            for seed, run in zip(self.seeds, self.logs.runs, strict=True):
+                write_hparams(run.tb, self.cfg, seed)
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -451,11 +456,15 @@ class RunGroup:
             previous, self.run_step = self.run_step, self.run_step + per_update
             sps = per_update / (time.perf_counter() - start)
             self._log_update(losses, friction, sps)
+            if self.evaluation is not None and self.evaluation.due(previous, self.run_step):
+                self.logs.scalars(self.evaluation(self.agent.actor, self.run_step), self.run_step)
             progress.update(self.run_step, sps * len(self.seeds), self.last_return, friction.float().mean().item())
             save_after_update(self, stop, previous, every, steps)
         # everything gathered first (git runs a process), so that the writes follow each other
         # closely; a stop between them is completed by the next call (see stopped_group_record)
         record = {"steps": self.run_step, "group_seeds": self.seeds, **git_info()}
+        for seed, run in zip(self.seeds, self.logs.runs, strict=True):
+            write_final_metrics(run, self.cfg, seed, self.run_step)
         for d in self.run_dirs:
             atomic_write_json(d / DONE_NAME, record)
 
