@@ -79,6 +79,7 @@ def render_episode(
     import torch
 
     from rlplast.envs.friction import FrictionSetter, mujoco_model_of
+    from rlplast.envs.tasks import friction_scales_own
     from rlplast.evaluation import evaluation_reset_seed
 
     env = gym.make(
@@ -90,7 +91,8 @@ def render_episode(
         **env_cfg.env_kwargs(),
     )
     try:
-        FrictionSetter(mujoco_model_of(env), env_cfg.friction.mode).set(friction)
+        scales_own = friction_scales_own(env_cfg.id)  # as the training's backends set it
+        FrictionSetter(mujoco_model_of(env), env_cfg.friction.mode, scales_own=scales_own).set(friction)
         obs, _ = env.reset(seed=evaluation_reset_seed(run_seed))  # env 0's stream (rlplast.envs.seeding)
         frames, total, done = [env.render()], 0.0, False
         while not done:

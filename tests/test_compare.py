@@ -108,7 +108,7 @@ def test_plan_resolves_configs_with_overrides_and_statuses(tmp_path):
 def test_plan_names_the_known_methods_and_tasks(tmp_path):
     with pytest.raises(ValueError, match=r"unknown method 'nope'; available: .*ppo_cbp"):
         plan_experiment(_exp(methods="ppo,nope"), tmp_path)
-    with pytest.raises(ValueError, match=r"unknown task 'nope'; available: ant, slippery_ant"):
+    with pytest.raises(ValueError, match=r"unknown task 'nope'; available: ant, halfcheetah, hopper"):
         plan_experiment(_exp(task="nope"), tmp_path)
 
 

@@ -144,7 +144,7 @@ def test_cli_interrupt_exits_130(tmp_path, monkeypatch):
     ("args", "message"),
     [
         (["--methods", "ppo,nope"], "unknown method 'nope'; available: ppo, ppo_cbp"),
-        (["--task", "nope"], "unknown task 'nope'; available: ant, slippery_ant"),
+        (["--task", "nope"], "unknown task 'nope'; available: ant, halfcheetah, hopper"),
         (["--seeds", "5-2"], "seed range '5-2' is descending"),
         (["--steps", "abc"], "bad step count 'abc'"),
         (["--parallel", "0"], "expected a positive number or auto"),
