@@ -1,11 +1,14 @@
 """Simulator throughput, measured side by side: raw ``mj_step``, the cpu VecEnv, the Gymnasium wrapper.
 
-* ``raw_mj_step``: the ceiling. The VecEnv's N Ant-v5 models, stepped from copies of its states
-  with the same actions by ``mj_step(nstep=frame_skip)`` in a tight loop, split over the same
-  threads in fixed chunks with no synchronisation between steps; no observation, reward, reset.
+On one task (``--env-id``, default Ant-v5; any id of rlplast.envs.tasks):
+
+* ``raw_mj_step``: the ceiling. The VecEnv's N models, stepped from copies of its states with the
+  same actions by ``mj_step(nstep=frame_skip)`` in a tight loop, split over the same threads in
+  fixed chunks with no synchronisation between steps; no observation, reward, reset.
 * ``cpu_vecenv``: ``make_vec_env(backend="cpu")`` stepped with random actions (observation, reward,
   autoreset, friction schedule, torch tensors in and out).
-* ``gym_wrapper``: N ``rlplast/SlipperyAnt-v0`` envs stepped one by one in a plain Python loop.
+* ``gym_wrapper``: N Gymnasium envs with the friction wrapper (``rlplast/SlipperyAnt-v0`` on Ant)
+  stepped one by one in a plain Python loop.
 
 The variants run interleaved, ``repeats`` times, so that load from other processes on a shared
 machine hits them alike; ratios are taken within each repeat, then summarised.
@@ -28,13 +31,13 @@ import torch
 
 import rlplast  # noqa: F401  (registers the ids)
 from rlplast.bench import Timer
-from rlplast.envs.cpu_ant import available_cores
-from rlplast.envs.vec import EnvConfig, make_vec_env
+from rlplast.envs.cpu_mujoco import available_cores
+from rlplast.envs.factory import make_vec_env
+from rlplast.envs.friction import ChangingFriction
+from rlplast.envs.vec import ANT_IDS, EnvConfig
 
-FRAME_SKIP = 5
 
-
-def _vec_and_raw_runners(num_envs: int, envs_per_run: int, threads: int, seed: int):
+def _vec_and_raw_runners(num_envs: int, envs_per_run: int, threads: int, seed: int, env_id: str = "Ant-v5"):
     """The cpu VecEnv and the raw loop over the same models, starting each repeat from the same states.
 
     Raw keeps its own MjData, copied from the VecEnv's before each repeat, and applies the same
@@ -42,7 +45,9 @@ def _vec_and_raw_runners(num_envs: int, envs_per_run: int, threads: int, seed: i
     difference is what the VecEnv does besides ``mj_step``.
     """
     num_runs = num_envs // envs_per_run
-    env = make_vec_env(EnvConfig(num_threads=threads, envs_per_run=envs_per_run), num_runs=num_runs, backend="cpu")
+    cfg = EnvConfig(id=env_id, num_threads=threads, envs_per_run=envs_per_run)
+    env = make_vec_env(cfg, num_runs=num_runs, backend="cpu")
+    frame_skip = env.spec.frame_skip
     env.reset(list(range(seed, seed + num_runs)))
     gen = torch.Generator().manual_seed(seed)
     models = env.models  # read-only while stepping; raw and VecEnv never run at the same time
@@ -58,7 +63,7 @@ def _vec_and_raw_runners(num_envs: int, envs_per_run: int, threads: int, seed: i
         for batch in ctrl:
             for n in chunk:
                 ctrls[n][:] = batch[n]
-                step(models[n], datas[n], FRAME_SKIP)
+                step(models[n], datas[n], frame_skip)
 
     def raw(steps: int) -> Timer:
         actions[:] = [torch.rand(num_envs, env.act_dim, generator=gen) * 2 - 1 for _ in range(steps)]
@@ -82,14 +87,17 @@ def _vec_and_raw_runners(num_envs: int, envs_per_run: int, threads: int, seed: i
     return raw, vec, close
 
 
-def _gym_runner(num_envs: int, seed: int):
-    envs = [gym.make("rlplast/SlipperyAnt-v0") for _ in range(num_envs)]
+def _gym_runner(num_envs: int, seed: int, env_id: str = "Ant-v5"):
+    if env_id in ANT_IDS:
+        envs = [gym.make("rlplast/SlipperyAnt-v0") for _ in range(num_envs)]
+    else:
+        envs = [ChangingFriction(gym.make(env_id)) for _ in range(num_envs)]
     for i, env in enumerate(envs):
         env.reset(seed=seed + i)
     rng = np.random.default_rng(seed)
 
     def run(steps: int) -> Timer:
-        actions = rng.uniform(-1, 1, size=(steps, num_envs, 8)).astype(np.float32)
+        actions = rng.uniform(-1, 1, size=(steps, num_envs, *envs[0].action_space.shape)).astype(np.float32)
         with Timer() as t:
             for batch in actions:
                 for env, a in zip(envs, batch, strict=True):
@@ -119,6 +127,8 @@ def bench_simulation(
     repeats: int = 5,
     seed: int = 0,
     envs_per_run: int = 1,
+    env_id: str = "Ant-v5",
+    gym_wrapper: bool = True,
 ) -> list[dict]:
     """Env-steps per second of raw mj_step, the cpu VecEnv and the Gymnasium wrapper, with ratios.
 
@@ -130,6 +140,8 @@ def bench_simulation(
         seed: seeds actions and resets.
         envs_per_run: E of the cpu VecEnv (N / E runs, each with its own friction; envs with the
             same friction share a model, so E > 1 is a little faster).
+        env_id: the task (an id of rlplast.envs.tasks.TASKS).
+        gym_wrapper: measure the Gymnasium wrapper too (the slowest variant).
 
     Returns:
         Rows ``{"name", "unit", "median", "min", "max", ...}``: ``raw_mj_step``, ``cpu_vecenv``,
@@ -143,8 +155,10 @@ def bench_simulation(
     if envs_per_run < 1 or num_envs % envs_per_run:
         raise ValueError(f"envs_per_run must divide num_envs = {num_envs}, got {envs_per_run}")
     threads = max(1, min(threads or available_cores(), num_envs))
-    raw, vec, close = _vec_and_raw_runners(num_envs, envs_per_run, threads, seed)
-    runners = {"raw_mj_step": raw, "cpu_vecenv": vec, "gym_wrapper": _gym_runner(num_envs, seed)}
+    raw, vec, close = _vec_and_raw_runners(num_envs, envs_per_run, threads, seed, env_id)
+    runners = {"raw_mj_step": raw, "cpu_vecenv": vec}
+    if gym_wrapper:
+        runners["gym_wrapper"] = _gym_runner(num_envs, seed, env_id)
     wall: dict[str, list[float]] = {name: [] for name in runners}
     cpu: dict[str, list[float]] = {name: [] for name in runners}
     try:
@@ -158,8 +172,9 @@ def bench_simulation(
     finally:
         close()
     info = {"num_envs": num_envs, "envs_per_run": envs_per_run, "threads": threads, "steps": steps, "repeats": repeats}
+    info["env_id"] = env_id
     rows = [_summary(name, "env-steps/s", values, **info) for name, values in wall.items()]
-    for name in ("cpu_vecenv", "gym_wrapper"):
+    for name in [n for n in runners if n != "raw_mj_step"]:
         for clock, rates, suffix in (("wall", wall, ""), ("cpu", cpu, " (cpu time)")):
             ratios = [a / b for a, b in zip(rates[name], rates["raw_mj_step"], strict=True)]
             rows.append(_summary(f"{name}/raw_mj_step{suffix}", "ratio", ratios, clock=clock, **info))
@@ -174,7 +189,7 @@ def format_rows(rows: list[dict]) -> str:
         lines.append(f"{r['name']:<37} {r['unit']:<12} {r['median']:>12{fmt}} {r['min']:>12{fmt}} {r['max']:>12{fmt}}")
     h = rows[0]
     lines.append(
-        f"({h['num_envs']} envs, {h['envs_per_run']} per run, {h['threads']} threads, "
+        f"({h['env_id']}, {h['num_envs']} envs, {h['envs_per_run']} per run, {h['threads']} threads, "
         f"{h['steps']} steps x {h['repeats']} repeats)"
     )
     return "\n".join(lines)
@@ -189,8 +204,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--envs-per-run", type=int, default=1)
+    parser.add_argument("--env-id", default="Ant-v5", help="the task's env id (Ant-v5, Hopper-v5, ...)")
     args = parser.parse_args(argv)
-    rows = bench_simulation(args.num_envs, args.steps, args.threads, args.repeats, args.seed, args.envs_per_run)
+    rows = bench_simulation(
+        args.num_envs, args.steps, args.threads, args.repeats, args.seed, args.envs_per_run, args.env_id
+    )
     print(format_rows(rows))
 
 

@@ -4,7 +4,8 @@ Sections, each from the existing benchmark of its module (nothing is re-measured
 
 * ``simulation`` (rlplast.bench.simulation): raw ``mujoco.mj_step`` on the same cores (the
   physical limit), the cpu VecEnv and the Gymnasium wrapper, in env-steps/s, interleaved per
-  repeat; backend / raw ratios per repeat.
+  repeat; backend / raw ratios per repeat. On Ant, then the cpu backend and its ratio to raw
+  mj_step on each other task (``sim_tasks``; rows named ``..., Hopper-v5``).
 * ``warp`` (rlplast.bench.warp): the warp backend's env-steps/s on CUDA; without a CUDA GPU and
   mujoco_warp, one row that says it was not measured.
 * ``ppo`` (rlplast.bench.ppo): end-to-end SPS of rlplast's PPO (simulator, acting, updates,
@@ -45,7 +46,8 @@ from rlplast.bench.plugins import BASELINE, STALE_MOMENTS, ppo_updater, resets_o
 from rlplast.bench.ppo import measure_ppo_speed
 from rlplast.bench.simulation import bench_simulation
 from rlplast.envs.cpu_ant import available_cores
-from rlplast.envs.vec import warp_available
+from rlplast.envs.tasks import TASKS
+from rlplast.envs.vec import ANT_IDS, warp_available
 
 Section = Literal["simulation", "warp", "ppo", "plugins", "metrics"]
 SECTIONS: tuple[Section, ...] = ("simulation", "warp", "ppo", "plugins", "metrics")
@@ -74,6 +76,7 @@ class SuiteSettings(BaseModel):
     method: str = "ppo"
     sim_envs: PositiveInt = 64
     sim_steps: PositiveInt = Field(300, description="env steps per env per repeat")
+    sim_tasks: tuple[str, ...] = Field(tuple(TASKS), description="env ids whose cpu backend / raw ratio is measured")
     warp_worlds: PositiveInt = 4096
     warp_steps: PositiveInt = 200
     ppo_steps: PositiveInt = Field(3 * 2048, description="env steps per run per repeat (whole updates)")
@@ -179,8 +182,19 @@ def ratios(top: Sequence[float], bottom: Sequence[float]) -> list[float]:
 
 
 def simulation_figures(s: SuiteSettings) -> list[Figure]:
-    """Raw mj_step, cpu VecEnv, Gymnasium wrapper and their ratios (bench_simulation's rows)."""
-    rows = bench_simulation(num_envs=s.sim_envs, steps=s.sim_steps, threads=s.threads, repeats=s.repeats)
+    """Raw mj_step, cpu VecEnv, Gymnasium wrapper and their ratios on Ant (bench_simulation's
+    rows), then the cpu backend and its ratios to raw mj_step on each other task of ``sim_tasks``."""
+    sizes = {"num_envs": s.sim_envs, "steps": s.sim_steps, "threads": s.threads, "repeats": s.repeats}
+    out = _simulation_rows(bench_simulation(**sizes), s.repeats, "")
+    for env_id in s.sim_tasks:
+        if env_id not in ANT_IDS:
+            rows = bench_simulation(**sizes, env_id=env_id, gym_wrapper=False)
+            out += _simulation_rows([r for r in rows if r["name"].startswith("cpu_vecenv")], s.repeats, f", {env_id}")
+    return out
+
+
+def _simulation_rows(rows: list[dict[str, Any]], repeats: int, suffix: str) -> list[Figure]:
+    """Figures of bench_simulation's rows, named readably (``suffix``: the task of all but Ant)."""
     first = rows[0]
     note = f"{first['num_envs']} envs x {first['steps']} steps, {first['threads']} threads"
     out = []
@@ -188,7 +202,8 @@ def simulation_figures(s: SuiteSettings) -> list[Figure]:
         label = row["name"].replace("/", " / ")
         for key, readable in SIM_NAMES.items():
             label = label.replace(key, readable)
-        out.append(Figure("simulation", label, row["unit"], row["median"], row["min"], row["max"], s.repeats, note))
+        label = label.replace(" (cpu time)", f"{suffix} (cpu time)") if "(cpu time)" in label else label + suffix
+        out.append(Figure("simulation", label, row["unit"], row["median"], row["min"], row["max"], repeats, note))
     return out
 
 
