@@ -99,3 +99,10 @@ def test_eval_is_outside_the_config_hash_so_old_checkpoints_resume_with_it(tmp_p
 def test_bad_eval_settings_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config("slippery_ant", "ppo", [override])
+
+
+def test_sb3_runs_refuse_evaluation_during_training():
+    from rlplast.sb3.model import check_supported
+
+    with pytest.raises(ValueError, match=r"eval\.every must be null"):
+        check_supported(load_config("slippery_ant", "ppo", ["implementation=sb3", "eval.every=1000"]))

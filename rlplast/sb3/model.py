@@ -47,6 +47,8 @@ def check_supported(cfg: Config) -> None:
         problems.append(f"plugins {others} are not available for SB3 (only cbp, through rlplast.sb3.PolicyCBP)")
     if len(cfg.plugins) > 1:
         problems.append(f"at most one plug-in (cbp) for SB3, got {len(cfg.plugins)}")
+    if cfg.eval.every is not None:
+        problems.append("eval.every must be null: evaluation during training is not implemented for SB3 runs")
     if not cfg.agent.bootstrap_truncated:
         problems.append("agent.bootstrap_truncated must be true: SB3 always bootstraps time-limit ends")
     if problems:
