@@ -17,6 +17,8 @@ import torch
 import yaml
 
 from rlplast.atomic import atomic_write
+from rlplast.config import validate
+from rlplast.nested import flatten
 from rlplast.report.aggregate import CONFIG_FILE, seed_dirs
 
 FORMAT_VERSION = 1
@@ -39,20 +41,6 @@ def config_hash(resolved: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(resolved).encode()).hexdigest()
 
 
-def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}, "c": [2]} -> {"a.b": 1, "c.0": 2}``."""
-    if isinstance(obj, Mapping):
-        items = obj.items()
-    elif isinstance(obj, list | tuple):
-        items = enumerate(obj)
-    else:
-        return {prefix: obj}
-    out: dict[str, Any] = {}
-    for key, value in items:
-        out |= flatten(value, f"{prefix}.{key}" if prefix else str(key))
-    return out
-
-
 def config_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """Human-readable differences, ``key: old -> new``, sorted by key."""
     a, b = flatten(old), flatten(new)
@@ -72,8 +60,6 @@ def summarize_diff(diff: list[str], limit: int = 5) -> str:
 
 def saved_training_dict(data: dict) -> dict:
     """The training part (``Config.training_dict``) of a saved config.yaml's contents."""
-    from rlplast.config import validate
-
     return validate(data, source="saved config.yaml").training_dict()
 
 

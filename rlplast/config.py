@@ -27,11 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from rlplast.agents.plasticity import OptimizerConfig, PluginConfig
 from rlplast.agents.ppo import PPOConfig
-from rlplast.checkpoint import flatten
 from rlplast.cli_types import parse_steps
 from rlplast.config_files import CONFIG_DIR, UnknownConfigError, available, resolve  # noqa: F401 (re-exported)
 from rlplast.envs.vec import EnvConfig
 from rlplast.evaluation import EvalConfig
+from rlplast.nested import flatten
 from rlplast.tracking import MetricsConfig
 
 _NUMBER_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
