@@ -4,7 +4,11 @@ On one task (``--env-id``, default Ant-v5; any id of rlplast.envs.tasks):
 
 * ``raw_mj_step``: the ceiling. The VecEnv's N models, stepped from copies of its states with the
   same actions by ``mj_step(nstep=frame_skip)`` in a tight loop, split over the same threads in
-  fixed chunks with no synchronisation between steps; no observation, reward, reset.
+  fixed chunks with no synchronisation between steps; no observation, reward, reset. Hopper,
+  Walker2d and Humanoid do not end episodes when the body falls here (``terminate_when_unhealthy:
+  false``; Ant, which random actions rarely fell, keeps its settings): random actions fell them in
+  about 20 steps, and a fallen body, which raw keeps simulating, costs more than the fresh one a
+  reset gives, so raw and the VecEnv would not simulate the same states.
 * ``cpu_vecenv``: ``make_vec_env(backend="cpu")`` stepped with random actions (observation, reward,
   autoreset, friction schedule, torch tensors in and out).
 * ``gym_wrapper``: N Gymnasium envs with the friction wrapper (``rlplast/SlipperyAnt-v0`` on Ant)
@@ -34,7 +38,14 @@ from rlplast.bench import Timer
 from rlplast.envs.cpu_mujoco import available_cores
 from rlplast.envs.factory import make_vec_env
 from rlplast.envs.friction import ChangingFriction
+from rlplast.envs.tasks import task_class
 from rlplast.envs.vec import ANT_IDS, EnvConfig
+
+
+def bench_kwargs(env_id: str) -> dict[str, bool]:
+    """The env's keyword arguments here: no episode end at a fall, but on Ant (see the docstring)."""
+    falls_end = "terminate_when_unhealthy" in task_class(env_id).Spec.model_fields and env_id not in ANT_IDS
+    return {"terminate_when_unhealthy": False} if falls_end else {}
 
 
 def _vec_and_raw_runners(num_envs: int, envs_per_run: int, threads: int, seed: int, env_id: str = "Ant-v5"):
@@ -45,7 +56,7 @@ def _vec_and_raw_runners(num_envs: int, envs_per_run: int, threads: int, seed: i
     difference is what the VecEnv does besides ``mj_step``.
     """
     num_runs = num_envs // envs_per_run
-    cfg = EnvConfig(id=env_id, num_threads=threads, envs_per_run=envs_per_run)
+    cfg = EnvConfig(id=env_id, kwargs=bench_kwargs(env_id), num_threads=threads, envs_per_run=envs_per_run)
     env = make_vec_env(cfg, num_runs=num_runs, backend="cpu")
     frame_skip = env.spec.frame_skip
     env.reset(list(range(seed, seed + num_runs)))
@@ -91,7 +102,7 @@ def _gym_runner(num_envs: int, seed: int, env_id: str = "Ant-v5"):
     if env_id in ANT_IDS:
         envs = [gym.make("rlplast/SlipperyAnt-v0") for _ in range(num_envs)]
     else:
-        envs = [ChangingFriction(gym.make(env_id)) for _ in range(num_envs)]
+        envs = [ChangingFriction(gym.make(env_id, **bench_kwargs(env_id))) for _ in range(num_envs)]
     for i, env in enumerate(envs):
         env.reset(seed=seed + i)
     rng = np.random.default_rng(seed)
