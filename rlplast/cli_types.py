@@ -15,6 +15,7 @@ import click
 _SUFFIXES = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000, "b": 1_000_000_000}
 _STEPS_RE = re.compile(r"^\s*(\d+(?:\.\d*)?(?:e\d+)?)\s*([kmgb]?)\s*$", re.IGNORECASE)
 _RANGE_RE = re.compile(r"^(\d+)-(\d+)$")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -77,6 +78,18 @@ def parse_steps(text: str | int) -> int:
     return int(value)
 
 
+def parse_device(text: str) -> str:
+    """A torch device the commands accept: ``auto``, ``cpu``, ``cuda`` or ``cuda:<index>``.
+
+    Raises:
+        ValueError: anything else (torch's own message lists two dozen device types).
+    """
+    text = str(text).strip()
+    if not _DEVICE_RE.match(text):
+        raise ValueError(f"bad device {text!r}: expected auto, cpu, cuda or cuda:<index> such as cuda:1")
+    return text
+
+
 def format_steps(steps: int) -> str:
     """Short human form: ``2_000_000 -> "2M"``, ``300_000 -> "300k"``, ``1234 -> "1234"``."""
     for suffix, scale in (("G", 1_000_000_000), ("M", 1_000_000), ("k", 1_000)):
@@ -103,3 +116,4 @@ class _Parsed(click.ParamType):
 
 SEEDS = _Parsed("seeds", parse_seeds)
 STEPS = _Parsed("steps", parse_steps)
+DEVICE = _Parsed("device", parse_device)

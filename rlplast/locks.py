@@ -70,3 +70,26 @@ def hold(path: Path, what: str, wait: bool = False) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the only descriptor releases the lock
+
+
+def run_lock(method_dir: Path, seed: int) -> Path:
+    """The lock file of run ``seed<seed>`` of a method folder (held while that run trains)."""
+    return Path(method_dir) / f".seed{seed}.lock"
+
+
+def is_held(path: Path) -> bool:
+    """Whether another process holds the lock ``path`` now. Creates nothing (a missing file is a
+    free lock); the probe takes a shared lock for an instant, which a holder's exclusive one refuses."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as err:
+        return err.errno in BUSY
+    finally:
+        os.close(fd)
+    return False

@@ -42,7 +42,7 @@ from rlplast.config import Config
 from rlplast.envs.vec import VecEnv, make_vec_env
 from rlplast.evaluation import PeriodicEvaluation
 from rlplast.hparams import write_final_metrics, write_hparams
-from rlplast.locks import hold
+from rlplast.locks import hold, run_lock
 from rlplast.log_writer import GroupLog
 from rlplast.progress import GroupProgress
 from rlplast.report.aggregate import CONFIG_FILE, DONE_FILE, read_done_steps
@@ -240,6 +240,8 @@ def train_with_progress(trainer: Any, label: str, steps: int, stop: Any, progres
     """Train ``trainer`` (a run group, or an SB3 run) to ``steps`` under one progress line; close it
     and its line whatever happens."""
     bar = GroupProgress(progress, label, steps, trainer.run_step)
+    if 0 < trainer.run_step < steps:
+        bar.message(f"resuming {label} from step {trainer.run_step}")
     stop.on_request[:] = [lambda: bar.message("stopping after this update (Ctrl-C again to abort)")]
     try:
         with torch_threads(cfg.run.torch_threads):
@@ -572,7 +574,7 @@ def claim_runs(cfg: Config, out_dir: Path, seeds: list[int], steps: int, locks: 
                 "those run folders to retrain them from the start."
             )
         for seed in pending:
-            locks.enter_context(hold(out_dir / f".seed{seed}.lock", f"run seed{seed} of {out_dir}"))
+            locks.enter_context(hold(run_lock(out_dir, seed), f"run seed{seed} of {out_dir}"))
         pending = [s for s in pending if not _complete_stopped_group(out_dir, s, steps)]
         text = cfg.to_yaml()
         for seed in pending:

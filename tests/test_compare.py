@@ -141,10 +141,10 @@ def test_a_run_of_another_config_outside_the_planned_seeds_is_refused_too(tmp_pa
 
 
 def test_other_backend_in_the_saved_experiment_is_refused(tmp_path):
-    write_experiment_file(plan_experiment(_exp(), tmp_path))
+    write_experiment_file(plan_experiment(_exp(backend="cpu"), tmp_path))
     with pytest.raises(ConfigConflict, match="backend is 'cpu' there, 'gym' now"):
         plan_experiment(_exp(backend="gym"), tmp_path)
-    plan_experiment(_exp(steps="8k"), tmp_path)  # more steps continue the same runs
+    plan_experiment(_exp(backend="cpu", steps="8k"), tmp_path)  # more steps continue the same runs
 
 
 def test_experiment_file_keeps_earlier_methods_and_seeds(tmp_path):

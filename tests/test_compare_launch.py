@@ -49,7 +49,14 @@ def interrupted_train(cfg, seeds, out_dir, steps, backend, device, progress=None
 
 
 def _plan(tmp_path, **changes):
-    exp = {"name": "t", "task": "slippery_ant", "methods": "ppo,ppo_tuned", "seeds": "0-1", "steps": 10_000}
+    exp = {
+        "name": "t",
+        "task": "slippery_ant",
+        "methods": "ppo,ppo_tuned",
+        "seeds": "0-1",
+        "steps": 10_000,
+        "backend": "cpu",
+    }
     return plan_experiment(ExperimentConfig.model_validate(exp | changes), tmp_path)
 
 

@@ -9,24 +9,60 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from rlplast.cli_types import SEEDS, STEPS, format_seeds, format_steps
-from rlplast.commands.plot import BASELINE_HELP, BINS_HELP, report
-from rlplast.report.aggregate import seed_dirs
+from rlplast.cli_types import format_seeds, format_steps
+from rlplast.commands import options
+from rlplast.commands.checks import check_backend, check_out_folder
+from rlplast.commands.plot import BASELINE_HELP, BINS_HELP
+
+RESULTS_ROOT = Path("results")
 
 
 def _overrides(pairs: tuple[str, ...]) -> dict[str, object] | None:
     """``("a.b=1", ...)`` -> ``{"a.b": 1}`` (values read as by ``load_config``)."""
     if not pairs:
         return None
-    from rlplast.config import parse_value
+    from rlplast.config import ConfigError, parse_value
 
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter(f"{pair!r}: expected KEY=VALUE, e.g. agent.epochs=5", param_hint="--set")
-        out[key.strip()] = parse_value(value)
+        try:
+            out[key.strip()] = parse_value(value)
+        except ConfigError as err:
+            raise click.BadParameter(f"{pair!r}: {err}", param_hint="--set") from None
     return out
+
+
+def _results_root(flags: dict) -> Path:
+    """The folder that holds experiment folders: OUT's parent (OUT's name is the experiment's),
+    else the older --results-dir, else ``results``. Pops both from ``flags``."""
+    out, root = flags.pop("out"), flags.pop("results_dir")
+    if out is None:
+        return root or RESULTS_ROOT
+    if root is not None:
+        raise click.UsageError("give --out (the experiment folder) or --results-dir (the folder above it), not both")
+    out = out.resolve() if out.name in ("", ".", "..") else out
+    if flags["name"] is not None and flags["name"] != out.name:
+        raise click.UsageError(f"--out {out} names the experiment {out.name!r}, but --name says {flags['name']!r}")
+    flags["name"] = out.name
+    return out.parent
+
+
+def held_runs(plan) -> list[str]:
+    """One line per method whose pending runs another process is training now (their locks are held)."""
+    from rlplast.locks import is_held, run_lock
+
+    lines = []
+    for group in plan.groups:
+        held = [s for s in group.pending if is_held(run_lock(group.out_dir, s))]
+        if held:
+            lines.append(
+                f"{group.method}: seeds {format_seeds(held)} are being trained by another process now; "
+                "training them here would stop at once, so wait for it to end"
+            )
+    return lines
 
 
 def _parallel(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
@@ -42,13 +78,14 @@ def _parallel(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--name", help="results folder name (default: the file's name field, else the task)")
 @click.option("--task", help="task of configs/tasks, e.g. slippery_ant")
 @click.option("--methods", help="comma-separated methods of configs/methods, e.g. ppo,ppo_tuned,ppo_cbp")
-@click.option("--seeds", type=SEEDS, help="seeds, e.g. 0-9 or 0,3,5")
-@click.option("--steps", type=STEPS, help="env steps per run, e.g. 20M, 2e6, 300k")
-@click.option("--backend", type=click.Choice(["cpu", "warp", "gym"]), help="simulator backend")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="device of the networks")
+@options.seeds_option(None, "the experiment file's")
+@options.steps_option("the experiment file's")
+@options.backend_option(None)
+@options.device_option(None)
+@options.out_option("results/<name>")
+@click.option("--results-dir", type=click.Path(path_type=Path), hidden=True)  # before --out: OUT's parent
 @click.option("--parallel", callback=_parallel, help="run groups trained at once: a number, or auto")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="config override for every method")
-@click.option("--results-dir", default="results", show_default=True, type=click.Path(path_type=Path))
+@options.set_option()
 @click.option(
     "--on-conflict",
     type=click.Choice(["error", "new-folder"]),
@@ -57,6 +94,8 @@ def _parallel(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="when the folder holds runs of another config: stop, or write to <name>_2, <name>_3, ...",
 )
 @click.option("--dry-run", is_flag=True, help="show the plan (what trains, resumes, is done) and stop")
+@options.print_config_option()
+@options.no_progress_option()
 @click.option("--bins", type=click.IntRange(min=2), help=BINS_HELP)
 @click.option("--baseline", help=BASELINE_HELP)
 @click.option(
@@ -70,7 +109,7 @@ def _parallel(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--cpus-per-group", type=click.FloatRange(min=0, min_open=True), help="[ray] CPUs per run group")
 @click.option("--gpus-per-group", type=click.FloatRange(min=0), help="[ray] GPUs per run group, e.g. 0.25 or 1")
 @click.option("--max-retries", type=click.IntRange(min=0), help="[ray] reruns of a lost or preempted task (3)")
-def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object) -> None:
+def compare(experiment_file: Path | None, overrides: tuple[str, ...], **flags: object) -> None:
     """Train several methods x seeds on one task and write plots and report.md.
 
     Give an EXPERIMENT_FILE (configs/experiments/*.yaml), flags (--task --methods --seeds
@@ -78,15 +117,18 @@ def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object
     all its seeds; rerunning skips finished runs and resumes interrupted ones.
 
     With --launcher ray, each run group is one task on the Ray cluster at --address; Ray retries
-    tasks that are lost or preempted, and they resume from their checkpoints. --results-dir must
-    then be on a filesystem that every node of the cluster mounts at the same path.
+    tasks that are lost or preempted, and they resume from their checkpoints. --out must then be
+    on a filesystem that every node of the cluster mounts at the same path.
     """
     from rlplast.compare import describe_plan, load_experiment, plan_experiment
-    from rlplast.config import ConfigError
+    from rlplast.config import ConfigError, load_config
     from rlplast.progress import make_progress
+    from rlplast.report.aggregate import seed_dirs
 
     console = Console()
-    results_dir, on_conflict, dry_run = flags.pop("results_dir"), flags.pop("on_conflict"), flags.pop("dry_run")
+    results_root = _results_root(flags)
+    on_conflict, dry_run = flags.pop("on_conflict"), flags.pop("dry_run")
+    print_config, no_progress = flags.pop("print_config"), flags.pop("no_progress")
     bins, baseline = flags.pop("bins"), flags.pop("baseline")
     launcher = flags.pop("launcher")
     ray_keys = ("address", "cpus_per_group", "gpus_per_group", "max_retries")
@@ -95,13 +137,23 @@ def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object
         raise click.UsageError("give an EXPERIMENT_FILE, or --task with --methods, --seeds and --steps")
     if experiment_file is None and flags["name"] is None:
         flags["name"] = flags["task"]
-    flags["overrides"] = _overrides(sets)
+    flags["overrides"] = _overrides(overrides)
     try:
         exp = load_experiment(experiment_file, **flags)
-    except (FileNotFoundError, ValueError) as err:  # bad input: a usage error, as in train
+        configs = {method: load_config(exp.task, method, exp.override_args()) for method in exp.methods}
+    except (FileNotFoundError, ValueError) as err:  # bad input (ConfigError too): a usage error, as in train
         raise click.UsageError(str(err)) from None
+    check_backend(exp.backend, exp.device)
+    backend, _ = options.resolve_backend_device(exp.backend, exp.device, next(iter(configs.values())).env.id)
+    exp = exp.model_copy(update={"backend": backend})  # saved as resolved, so a rerun elsewhere sees a change
+    if print_config:
+        for method, cfg in configs.items():
+            cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"steps": exp.steps})})
+            click.echo(f"# {method} (backend {exp.backend}, device {exp.resolved_device()})\n{cfg.to_yaml()}---")
+        return
+    check_out_folder(results_root / exp.name, "--out", create=not dry_run)
     try:
-        plan = plan_experiment(exp, results_dir, on_conflict=on_conflict.replace("-", "_"))
+        plan = plan_experiment(exp, results_root, on_conflict=on_conflict.replace("-", "_"))
     except ConfigError as err:  # an unknown method, a bad override: bad input, as in train
         raise click.UsageError(str(err)) from None
     except (FileNotFoundError, ValueError) as err:  # e.g. results of another config
@@ -112,7 +164,7 @@ def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object
 
     console.print(
         f"[bold]{exp.name}[/]: task {exp.task}, {format_steps(exp.steps)} env steps per run, seeds "
-        f"{format_seeds(exp.seeds)}, backend {exp.backend}; results in {plan.exp_dir}"
+        f"{format_seeds(exp.seeds)}, backend {exp.backend}, device {exp.resolved_device()}; results in {plan.exp_dir}"
     )
     table = Table()
     for column in ("method", "train", "resume", "done"):
@@ -120,8 +172,10 @@ def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object
     for row in describe_plan(plan):
         table.add_row(*row)
     console.print(table)
+    for line in held_runs(plan):
+        console.print(f"[yellow]{line}")
     if plan.exp_dir.name != exp.name:
-        console.print(f"[yellow]{Path(results_dir) / exp.name} holds runs of another config; writing to {plan.exp_dir}")
+        console.print(f"[yellow]{results_root / exp.name} holds runs of another config; writing to {plan.exp_dir}")
     if dry_run:
         return
 
@@ -129,7 +183,7 @@ def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object
     from rlplast.runner import Interrupted
 
     try:
-        with make_progress(console) as progress:
+        with make_progress(console, quiet=no_progress) as progress:
             failures = launch(plan, progress, launcher, **launch_options)
     except Interrupted as err:  # Ctrl-C: the runner saved a checkpoint
         console.print(f"[yellow]{err}")
@@ -138,6 +192,8 @@ def compare(experiment_file: Path | None, sets: tuple[str, ...], **flags: object
         raise click.ClickException(str(err)) from None
     if failures:  # said first: a failed method may also be why the report cannot be drawn
         console.print("[red]some methods failed (rerun to resume them):\n  " + "\n  ".join(failures))
+    from rlplast.commands.plot import report
+
     report(plan.exp_dir, bins, baseline, console)
     if failures:
         raise click.ClickException(f"{len(failures)} method(s) failed; see above")

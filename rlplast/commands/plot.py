@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from rlplast.report.report import build_report, fmt_estimate, fmt_probability
-from rlplast.report.style import method_label
-from rlplast.report.summary import DEFAULT_BASELINE, Summary
+if TYPE_CHECKING:  # the report's modules load numpy, scipy and matplotlib: imported where used
+    from rlplast.report.summary import Summary
 
-BASELINE_HELP = f"method the others are compared with [default: {DEFAULT_BASELINE}, when it ran]"
+BASELINE_HELP = "method the others are compared with [default: ppo, when it ran]"  # summary.DEFAULT_BASELINE
 BINS_HELP = "points of the step grid each run's curves are averaged onto [default: 5 episodes a point, 10-100]"
 
 
 def scores_table(summary: Summary) -> Table:
     """The return scores per method (finished runs, mean [95% CI]) as a console table."""
+    from rlplast.report.report import fmt_estimate, fmt_probability
+    from rlplast.report.style import method_label
+
     table = Table(title=f"{summary.results.name}: episodic return over finished runs, mean [95% CI]")
     for column in ("method", "runs with a final", "final (last 10%)", "peak", "AUC (mean return)"):
         table.add_column(column, justify="left" if column == "method" else "right")
@@ -33,6 +36,8 @@ def scores_table(summary: Summary) -> Table:
 
 def report(exp_dir: Path, bins: int | None, baseline: str | None, console: Console) -> None:
     """Build the figures and report of ``exp_dir`` and show where they are and the scores."""
+    from rlplast.report.report import build_report
+
     try:
         summary, written = build_report(exp_dir, num_bins=bins, baseline=baseline)
     except (FileNotFoundError, ValueError) as err:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from rlplast.cli_types import SEEDS, STEPS, format_seeds, format_steps
-
-BACKENDS = ("auto", "cpu", "gym", "warp")
+from rlplast.cli_types import format_seeds, format_steps
+from rlplast.commands import options
+from rlplast.commands.checks import check_backend, check_out_folder
 
 
 @click.command(
@@ -25,41 +25,12 @@ BACKENDS = ("auto", "cpu", "gym", "warp")
 )
 @click.option("--task", default="slippery_ant", show_default=True, help="Task name in configs/tasks/ or a YAML path.")
 @click.option("--method", default="ppo", show_default=True, help="Method name in configs/methods/ or a YAML path.")
-@click.option(
-    "--seeds", type=SEEDS, default="0", show_default=True, help="Seeds of the run group: '0-29', '0,3,5', '0-3,10'."
-)
-@click.option(
-    "--steps",
-    type=STEPS,
-    default=None,
-    help="Env steps per run: 2048, 300k, 2M, 2e6, 50M. [default: the task's run.steps]",
-)
-@click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    default="auto",
-    show_default=True,
-    help="Simulator: cpu (MuJoCo C, threads), warp (mujoco_warp on CUDA), gym (any Gymnasium id), auto.",
-)
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    help="Torch device of the networks: auto (CUDA if present), cpu, cuda, cuda:1.",
-)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Experiment folder; runs go to OUT/<method>/seed<k>/. [default: results/<task>]",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config value by its dotted key (repeatable), e.g. --set agent.epochs=5.",
-)
+@options.seeds_option("0")
+@options.steps_option("the task's run.steps")
+@options.backend_option("auto")
+@options.device_option("auto")
+@options.out_option("results/<task>")
+@options.set_option()
 @click.option(
     "--agent",
     type=click.Choice(("rlplast", "sb3")),
@@ -67,8 +38,8 @@ BACKENDS = ("auto", "cpu", "gym", "warp")
     help="Who trains: rlplast's PPO, or stable-baselines3's PPO with the same network and hyperparameters "
     "(one model per seed). [default: the method's implementation, rlplast unless it says sb3]",
 )
-@click.option("--print-config", is_flag=True, help="Print the resolved config and exit without training.")
-@click.option("--no-progress", is_flag=True, help="No progress bar (e.g. for log files).")
+@options.print_config_option()
+@options.no_progress_option()
 def train(
     task: str,
     method: str,
@@ -105,7 +76,11 @@ def train(
     if print_config:
         click.echo(cfg.to_yaml(), nl=False)
         return
-    out_dir = (out or Path("results") / cfg.task) / cfg.method
+    check_backend(backend, device)
+    backend, device = options.resolve_backend_device(backend, device, cfg.env.id)
+    out_root = out or Path("results") / cfg.task
+    check_out_folder(out_root, "--out")
+    out_dir = out_root / cfg.method
     try:
         refuse_other_configs(cfg, out_dir)  # before saying what will be trained
         finished = [s for s in seeds if (reached_steps(out_dir, s) or 0) >= steps]
@@ -114,14 +89,11 @@ def train(
         if len(finished) < len(seeds):
             todo = format_seeds([s for s in seeds if s not in finished])
             click.echo(
-                f"training {cfg.method} on {cfg.task}: seeds {todo}, {format_steps(steps)} steps per run "
-                f"-> {out_dir}/seed<k>/"
+                f"training {cfg.method} on {cfg.task}: seeds {todo}, {format_steps(steps)} steps per run, "
+                f"backend {backend}, device {device} -> {out_dir}/seed<k>/"
             )
-        if no_progress:
-            train_group(cfg, seeds, out_dir, steps, backend=backend, device=device)
-        else:
-            with make_progress() as progress:
-                train_group(cfg, seeds, out_dir, steps, backend=backend, device=device, progress=progress)
+        with make_progress(quiet=no_progress) as progress:
+            train_group(cfg, seeds, out_dir, steps, backend=backend, device=device, progress=progress)
     except Interrupted as err:
         click.echo(str(err), err=True)
         sys.exit(err.exit_code)

@@ -28,9 +28,11 @@ class ExperimentConfig(BaseModel):
         methods: methods of configs/methods, trained in this order (one run group each).
         seeds: run seeds, a list or a string such as ``"0-9"`` or ``"0,3,5"``.
         steps: env steps per run, an integer or a string such as ``"20M"``, ``"2e6"``, ``"300k"``.
-        backend: the simulator: ``cpu`` (MuJoCo C), ``warp`` (mujoco_warp on a GPU) or ``gym``
-            (the Gymnasium adapter).
-        device: where the networks live; ``auto`` is ``cuda`` for the warp backend, else ``cpu``.
+        backend: the simulator: ``cpu`` (MuJoCo C), ``warp`` (mujoco_warp on a GPU), ``gym``
+            (the Gymnasium adapter) or ``auto`` (resolved by the command as ``train`` does it:
+            :func:`rlplast.commands.options.resolve_backend_device`).
+        device: where the networks live (``cpu``, ``cuda``, ``cuda:1``); ``auto`` is ``cuda`` for
+            the warp backend, else ``cpu``.
         parallel: run groups trained at once; ``auto`` is 1 on the CPU, and on a GPU as many as
             fit ``gpu_memory_per_group_gb`` each into the free memory.
         gpu_memory_per_group_gb: the memory one run group is assumed to need on a GPU.
@@ -45,8 +47,8 @@ class ExperimentConfig(BaseModel):
     methods: list[str] = Field(min_length=1)
     seeds: list[int] = Field(min_length=1)
     steps: int = Field(gt=0)
-    backend: Literal["cpu", "warp", "gym"] = "cpu"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    backend: Literal["auto", "cpu", "warp", "gym"] = "auto"
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     parallel: int | Literal["auto"] = "auto"
     gpu_memory_per_group_gb: float = Field(4.0, gt=0)
     overrides: dict[str, Any] = Field(default_factory=dict)
