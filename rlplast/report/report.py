@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rlplast.report.aggregate import load_results
+from rlplast.report.binned_csv import write_binned_csvs
 from rlplast.report.plots import FIGURES, plot_all
 from rlplast.report.stats import Estimate
 from rlplast.report.style import method_label
@@ -166,7 +167,8 @@ def build_report(exp_dir: Path, num_bins: int | None = None, baseline: str | Non
         baseline: the method the others are compared with; None: standard PPO when it ran.
 
     Returns:
-        The summary the report shows, and the written files: the figures, then report.md.
+        The summary the report shows, and the written files: the figures, the binned CSVs
+        (``binned/<method>_seed<k>.csv``), then report.md.
 
     Raises:
         FileNotFoundError: if ``exp_dir`` holds no run folders.
@@ -178,6 +180,7 @@ def build_report(exp_dir: Path, num_bins: int | None = None, baseline: str | Non
         raise ValueError(f"baseline {baseline!r} has no runs in {exp_dir}; methods: {', '.join(results.methods)}")
     summary = summarize(results, num_bins=num_bins, baseline=baseline or DEFAULT_BASELINE)
     figures = plot_all(summary, exp_dir)
+    tables = write_binned_csvs(summary, exp_dir)
     report = exp_dir / REPORT_FILE
     report.write_text(render_report(summary), encoding="utf-8")
-    return summary, [*figures, report]
+    return summary, [*figures, *tables, report]

@@ -58,8 +58,9 @@ def experiment(tmp_path, make_run, make_meta):
 
 def test_build_report_writes_figures_and_report(experiment):
     _, written = build_report(experiment, num_bins=10)
-    assert [p.name for p in written] == [*FIGURES, REPORT_FILE]
-    for png in written[:-1]:
+    tables = [f"{m}_seed{k}.csv" for m, ks in (("ppo", (0, 1, 2)), ("ppo_cbp", (0, 1, 2, 3))) for k in ks]
+    assert [p.name for p in written] == [*FIGURES, *tables, REPORT_FILE]
+    for png in written[: len(FIGURES)]:
         assert png.read_bytes()[:8] == PNG_MAGIC
     text = (experiment / REPORT_FILE).read_text()
     scores = _table_with(text, "final return")
@@ -75,6 +76,17 @@ def test_build_report_writes_figures_and_report(experiment):
     assert plasticity["CBP + L2"][2] == "n/a"
     assert "mean \\|weight\\|" in text  # a '|' in a header must not split the markdown cell
     assert "![episodic return](return.png)" in text
+
+
+def test_binned_csv_holds_each_runs_curves_on_the_grid(experiment):
+    """Returns logged every 100 steps at a constant level bin to that level in each of the 10
+    bins of 100 steps; dormant 0.25 reads 25 (%); an unfinished run's bins past its end are empty."""
+    build_report(experiment, num_bins=10)
+    lines = (experiment / "binned" / "ppo_seed1.csv").read_text().splitlines()
+    assert lines[0] == "step,return,stable_rank,dormant,weight_magnitude"
+    assert lines[1:] == [f"{s},200,,25," for s in range(100, 1001, 100)]
+    short = (experiment / "binned" / "ppo_cbp_seed3.csv").read_text().splitlines()
+    assert short[1:5] == [f"{s},9999,,," for s in range(100, 401, 100)] and short[5] == "500,,,,"
 
 
 def test_summary_marks_friction_changes_and_ignores_unfinished_runs(experiment):
