@@ -16,7 +16,7 @@ BACKENDS = ("auto", "cpu", "gym", "warp")
 
 BACKEND_HELP = (
     "Simulator: cpu (MuJoCo C, threads), warp (mujoco_warp on CUDA), gym (any Gymnasium id), auto "
-    "(warp where a CUDA GPU and Warp are, else cpu; gym for non-Ant envs)."
+    "(warp where a CUDA GPU and Warp are, else cpu; gym for envs the cpu backend does not rebuild)."
 )
 DEVICE_HELP = "Torch device of the networks: auto (cuda with the warp backend, else cpu), cpu, cuda, cuda:1."
 OUT_HELP = "Experiment folder; runs go to OUT/<method>/seed<k>/."
@@ -78,15 +78,14 @@ def no_progress_option():
 def resolve_backend_device(backend: str, device: str, env_id: str) -> tuple[str, str]:
     """The concrete backend and device of ``auto`` ones, the same in every command.
 
-    ``backend`` auto: warp where a CUDA GPU that Warp sees is present (and the device is not
-    the CPU), else cpu; gym for an env the Ant backends do not simulate. ``device`` auto: cuda
-    with the warp backend (the simulator's tensors stay on the GPU), else cpu (small networks
-    beside a CPU simulator run fastest there)."""
+    ``backend`` auto: as :func:`rlplast.envs.factory.choose_backend` picks it for a GPU device
+    (warp where a CUDA GPU that Warp sees is present), or for the CPU when ``device`` is cpu.
+    ``device`` auto: cuda with the warp backend (the simulator's tensors stay on the GPU), else
+    cpu (small networks beside a CPU simulator run fastest there)."""
     if backend == "auto":
-        from rlplast.envs.vec import ANT_IDS, warp_available
+        from rlplast.envs.factory import choose_backend
 
-        on_gpu = device != "cpu" and warp_available()
-        backend = "gym" if env_id not in ANT_IDS else "warp" if on_gpu else "cpu"
+        backend = choose_backend(env_id, "auto", "cpu" if device == "cpu" else "cuda")
     if device == "auto":
         device = "cuda" if backend == "warp" else "cpu"
     return backend, device
