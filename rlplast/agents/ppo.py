@@ -34,6 +34,7 @@ from torch import Tensor
 from rlplast import metrics
 from rlplast.agents.networks import Actor, Critic, HiddenLayer, run_generators
 from rlplast.agents.plasticity import OptimizerConfig, StepContext, build_optimizer, build_plugins
+from rlplast.agents.plasticity.upgd import UPGD
 from rlplast.agents.storage import RolloutStorage
 from rlplast.agents.update_stats import UpdateStats
 
@@ -139,6 +140,7 @@ class PPO:
 
         self.optimizer = build_optimizer(optimizer_cfg or OptimizerConfig(), self.parameters(), self.seeds)
         self.plugins = build_plugins(plugin_cfgs, self.hidden_layers(), self.optimizer, self.seeds)
+        self.measures_plasticity = isinstance(self.optimizer, UPGD)  # p(Z), UPGD's own metric
         self.storage = RolloutStorage(R, envs_per_run, self.rollout_len, obs_dim, act_dim, self.device)
         self.action_generators = run_generators(self.seeds, SALT_ACTION, self.device)
         self.minibatch_generators = run_generators(self.seeds, SALT_MINIBATCH, self.device)
@@ -282,7 +284,8 @@ class PPO:
             critic_grad_norm (means over all minibatches), explained_variance (of the rollout's
             values), entropy, log_std (mean over action dims), after the update, and
             value_plasticity: UPGD's plasticity p(Z) of the critic (:meth:`_value_plasticity`),
-            the mean over the last epoch's minibatches.
+            the mean over the last epoch's minibatches; only under a UPGD optimizer (it costs a
+            critic forward pass per minibatch, and the UPGD paper defines it for UPGD).
         """
         cfg, storage = self.cfg, self.storage
         R, B = self.num_runs, storage.steps * storage.envs_per_run
@@ -321,7 +324,7 @@ class PPO:
                 ctx.step = self.optimizer_steps
                 for plugin in self.plugins:
                     plugin.after_step(ctx)
-                if epoch == cfg.epochs - 1:
+                if epoch == cfg.epochs - 1 and self.measures_plasticity:
                     plasticity.append(self._value_plasticity(batch, parts["value_loss"]))
         for plugin in self.plugins:
             plugin.after_update()
@@ -329,7 +332,8 @@ class PPO:
         self.num_updates += 1
 
         out = stats.means()
-        out["value_plasticity"] = torch.stack(plasticity).mean(0)
+        if plasticity:
+            out["value_plasticity"] = torch.stack(plasticity).mean(0)
         with torch.no_grad():
             out["explained_variance"] = explained
             out["entropy"] = self.actor.entropy()

@@ -215,7 +215,7 @@ def test_update_diagnostics_shapes_and_entropy_at_init():
     out = stats[0]
     expected = {"policy_loss", "value_loss", "approx_kl", "clip_fraction", "grad_norm", "actor_grad_norm"}
     expected |= {"critic_grad_norm"}
-    assert expected | {"explained_variance", "entropy", "log_std", "value_plasticity"} == set(out)
+    assert expected | {"explained_variance", "entropy", "log_std"} == set(out)  # no p(Z) without UPGD
     assert all(v.shape == (2,) and torch.isfinite(v).all() for v in out.values())
     # one update moves log_std only a little; entropy = sum(log_std) + d/2 log(2 pi e)
     ent = out["log_std"] * ACT + ACT * 0.5 * (1 + math.log(2 * math.pi))
@@ -270,9 +270,12 @@ def test_value_plasticity_is_the_share_of_the_value_loss_a_step_removed():
     assert worse[1].item() == 0.0  # run 1: its loss went from 2 to 4
 
 
-def test_update_reports_value_plasticity_from_the_last_epoch():
+def test_update_reports_value_plasticity_from_the_last_epoch_under_upgd_only():
     env = FakeVecEnv(2, 1)
-    agent = PPO(small_cfg(), OBS, ACT, [0, 1], optimizer_cfg=OptimizerConfig(lr=1e-2))
+    adam = PPO(small_cfg(), OBS, ACT, [0, 1], optimizer_cfg=OptimizerConfig(lr=1e-2))
+    assert "value_plasticity" not in rollout_and_update(adam, env, env.reset([0, 1]))[1]
+    upgd = OptimizerConfig(kind="adaupgd", lr=1e-2, sigma=0.0)
+    agent = PPO(small_cfg(), OBS, ACT, [0, 1], optimizer_cfg=upgd)
     _, stats = rollout_and_update(agent, env, env.reset([0, 1]))
     assert stats["value_plasticity"].shape == (2,)
     assert ((stats["value_plasticity"] >= 0) & (stats["value_plasticity"] <= 1)).all()
