@@ -67,3 +67,12 @@ def test_a_continued_run_keeps_one_hparams_session(method_dir):
     data, acc = hparams_of(method_dir / "seed0")
     assert data[metadata.SESSION_START_INFO_TAG].session_start_info.hparams["seed"].number_value == 0
     assert [e.step for e in acc.Scalars(FINAL_RETURN)] == [3 * UPDATE, 4 * UPDATE]
+
+
+def test_sb3_runs_have_hparams_too(tmp_path):
+    train_tiny(tmp_path / "sb3_ppo", [0], 2 * UPDATE, extra=["implementation=sb3", "env.max_episode_steps=5"])
+    data, acc = hparams_of(tmp_path / "sb3_ppo" / "seed0")
+    start = data[metadata.SESSION_START_INFO_TAG].session_start_info.hparams
+    assert start["implementation"].string_value == "sb3" and start["seed"].number_value == 0
+    assert data[metadata.SESSION_END_INFO_TAG].session_end_info.status == api_pb2.STATUS_SUCCESS
+    assert [e.step for e in acc.Scalars(FINAL_RETURN)] == [2 * UPDATE]

@@ -42,6 +42,7 @@ from rlplast import log_writer as tags
 from rlplast.atomic import atomic_write_json, atomic_write_text
 from rlplast.checkpoint import load_checkpoint, save_checkpoint
 from rlplast.config import Config
+from rlplast.hparams import write_final_metrics, write_hparams
 from rlplast.log_writer import GroupLog
 from rlplast.progress import GroupProgress
 from rlplast.runner import (
@@ -163,6 +164,7 @@ class SB3Run:
         atomic_write_json(self.dir / "meta.json", meta)
         if fresh:
             self.logs.text("config", ["    " + text.replace("\n", "\n    ")])
+            write_hparams(self.logs.runs[0].tb, self.cfg, self.seed)
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -246,6 +248,7 @@ class SB3Run:
             recent = self.callback.returns[-10:]
             progress.update(self.run_step, sps, sum(recent) / len(recent) if recent else None, friction)
             save_after_update(self, stop, previous, every, steps)
+        write_final_metrics(self.logs.runs[0], self.cfg, self.seed, self.run_step)
         atomic_write_json(self.dir / DONE_NAME, {"steps": self.run_step, "group_seeds": [self.seed], **git_info()})
 
     def close(self) -> None:
