@@ -3,9 +3,10 @@
 - ``return.png``: episodic return vs env steps, mean and 95% bootstrap band per method, friction
   changes marked, and a strip of the friction each seed saw underneath.
 - ``curves.png``: return, stable rank, dormant units, weight magnitude side by side (the layout of
-  the Nature paper's figure 4).
-- ``scores.png``: final return, peak return, area under the curve and probability of improvement
-  per method, as points with 95% intervals (rliable's interval plots).
+  the Nature paper's figure 4), the critic's metrics below the actor's.
+- ``scores.png``: final return, peak return, area under the curve and (from 5 finished runs per
+  method) probability of improvement per method, as points with 95% intervals (rliable's
+  interval plots).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
 from rlplast.report.stats import Estimate
 from rlplast.report.style import method_colours, method_label, step_scale
-from rlplast.report.summary import PLASTICITY_PANELS, RETURN_PANEL, Panel, Summary
+from rlplast.report.summary import CRITIC_PANELS, PLASTICITY_PANELS, RETURN_PANEL, Panel, Summary
 
 DPI = 150
 FIGURES = ("return.png", "curves.png", "scores.png")
@@ -115,11 +116,19 @@ def plot_return(summary: Summary, path: Path) -> Path:
 
 
 def plot_curves(summary: Summary, path: Path) -> Path:
-    """Return, stable rank, dormant units and weight magnitude in one row, one legend."""
-    keys = [RETURN_PANEL.key, *(p.key for p in PLASTICITY_PANELS)]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 4.0), layout="constrained")
-    for ax, key in zip(axes, keys, strict=True):
+    """Return, stable rank, dormant units and weight magnitude of the actor in the top row (the
+    layout of the paper's figure 4), the critic's metrics below them, one legend."""
+    top = [RETURN_PANEL.key, *(p.key for p in PLASTICITY_PANELS)]
+    fig, grid = plt.subplots(2, len(top), figsize=(4.2 * len(top), 7.6), layout="constrained")
+    for ax, key in zip(grid[0], top, strict=True):
         draw_panel(ax, summary, summary.panels[key])
+    for ax, spec in zip(grid[1][1:], CRITIC_PANELS, strict=True):
+        draw_panel(ax, summary, summary.panels[spec.key])
+    if len(summary.friction_changes):
+        _friction_strip(grid[1][0], summary)
+    else:
+        grid[1][0].axis("off")
+    axes = [*grid[0], *grid[1][1:]]
     handles, labels = {}, {}
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -157,7 +166,7 @@ def plot_scores(summary: Summary, path: Path) -> Path:
         ("Peak return", {m: s.peak for m, s in scores.items()}),
         ("AUC (mean return over training)", {m: s.auc for m, s in scores.items()}),
     ]
-    if summary.baseline is not None:
+    if summary.baseline is not None and summary.aggregates_supported:
         others = {m: s.improvement for m, s in scores.items() if s.improvement is not None}
         if others:
             panels.append((f"P(final return > {method_label(summary.baseline)})", others))

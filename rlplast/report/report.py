@@ -17,8 +17,10 @@ from rlplast.report.plots import FIGURES, plot_all
 from rlplast.report.stats import Estimate
 from rlplast.report.style import method_label
 from rlplast.report.summary import (
+    CRITIC_PANELS,
     DEFAULT_BASELINE,
     FINAL_FRACTION,
+    MIN_RUNS_FOR_AGGREGATES,
     PLASTICITY_PANELS,
     REPORT_TAGS,
     Summary,
@@ -95,13 +97,30 @@ def _return_section(summary: Summary) -> list[str]:
     ]
     if base is not None:
         header.append(f"P(final > {method_label(base)})")
+    supported = summary.aggregates_supported
+    too_few = f"n/a (< {MIN_RUNS_FOR_AGGREGATES} runs)"
     rows = []
     for method, sc in summary.scores.items():
-        row = [method_label(method), str(sc.final.n), *map(fmt_estimate, (sc.final, sc.peak, sc.auc, sc.final_iqm))]
+        row = [method_label(method), str(sc.final.n), *map(fmt_estimate, (sc.final, sc.peak, sc.auc))]
+        row.append(fmt_estimate(sc.final_iqm) if supported else too_few)
         if base is not None:
-            row.append("baseline" if method == base else fmt_estimate(sc.improvement, fmt_probability))
+            row.append(
+                "baseline"
+                if method == base
+                else fmt_estimate(sc.improvement, fmt_probability)
+                if supported
+                else too_few
+            )
         rows.append(row)
     lines = ["## Episodic return", "", f"![episodic return]({FIGURES[0]})", ""]
+    if not supported:
+        lines += [
+            f"**Warning: fewer than {MIN_RUNS_FOR_AGGREGATES} finished runs per method.** The intervals below "
+            "are wide and unreliable (a bootstrap over 2-4 runs), and the interquartile mean and probability "
+            "of improvement are not shown; read the per-seed curves (binned/*.csv, TensorBoard) before "
+            "drawing a conclusion.",
+            "",
+        ]
     lines += _table(header, rows)
     lines += [
         "",
@@ -124,14 +143,17 @@ def _return_section(summary: Summary) -> list[str]:
 
 
 def _plasticity_section(summary: Summary) -> list[str]:
-    panels = [summary.panels[spec.key] for spec in PLASTICITY_PANELS]
-    header = ["method", *(f"{p.spec.ylabel}" for p in panels)]
+    panels = [summary.panels[spec.key] for spec in (*PLASTICITY_PANELS, *CRITIC_PANELS)]
+    header = ["method", *(f"{'critic ' if p.spec in CRITIC_PANELS else ''}{p.spec.ylabel}" for p in panels)]
     rows = [
         [method_label(m), *("not logged" if p.tag is None else fmt_estimate(p.final.get(m)) for p in panels)]
         for m in summary.results.methods
     ]
     lines = ["## Plasticity", "", f"![return and plasticity metrics]({FIGURES[1]})", ""]
-    lines += [f"Values over the last {FINAL_FRACTION:.0%} of training (finished runs), mean [95% CI]:", ""]
+    lines += [
+        f"Values over the last {FINAL_FRACTION:.0%} of training (finished runs), mean [95% CI]; actor, then critic:",
+        "",
+    ]
     lines += _table(header, rows)
     logged = [f"{p.spec.title.lower()}: `{p.tag}`" for p in panels if p.tag is not None]
     if logged:

@@ -67,8 +67,27 @@ PLASTICITY_PANELS = (
     ),
 )
 
+# The same on the critic, drawn beside the actor's: its features lose rank too (Dohare et al.'s
+# figures show the actor only).
+CRITIC_PANELS = tuple(
+    PanelSpec(
+        f"critic_{p.key}",
+        f"Critic: {p.title.lower()}",
+        p.ylabel,
+        tuple(t.replace("plasticity/actor/", "plasticity/critic/") for t in p.tags),
+        p.scale,
+    )
+    for p in PLASTICITY_PANELS
+)
+
 # Every tag the report reads; reading only these keeps large metrics.csv files cheap.
-REPORT_TAGS = frozenset({FRICTION_TAG, *RETURN_PANEL.tags, *(t for p in PLASTICITY_PANELS for t in p.tags)})
+REPORT_TAGS = frozenset(
+    {FRICTION_TAG, *RETURN_PANEL.tags, *(t for p in (*PLASTICITY_PANELS, *CRITIC_PANELS) for t in p.tags)}
+)
+
+# rliable's aggregates (IQM, probability of improvement) are shown from this many finished runs
+# per method on; with fewer, the report says so instead (Agarwal et al. 2021 use 5 or more).
+MIN_RUNS_FOR_AGGREGATES = 5
 
 
 @dataclass(frozen=True)
@@ -135,6 +154,11 @@ class Summary:
     friction_changes: np.ndarray
 
     @property
+    def aggregates_supported(self) -> bool:
+        """Whether every method has enough finished runs for IQM and P(improvement)."""
+        return min((len(s.finished) for s in self.scores.values()), default=0) >= MIN_RUNS_FOR_AGGREGATES
+
+    @property
     def centers(self) -> np.ndarray:
         return 0.5 * (self.edges[:-1] + self.edges[1:])
 
@@ -185,7 +209,8 @@ def summarize(results: ExperimentResults, num_bins: int | None = None, baseline:
         baseline: the method others are compared with by probability of improvement.
     """
     edges = step_edges(results.total_steps, num_bins or auto_bins(results))
-    panels = {spec.key: _panel(results, spec, edges) for spec in (RETURN_PANEL, *PLASTICITY_PANELS)}
+    specs = (RETURN_PANEL, *PLASTICITY_PANELS, *CRITIC_PANELS)
+    panels = {spec.key: _panel(results, spec, edges) for spec in specs}
     base = baseline if baseline in results.methods else None
     base_final = run_scores(_final_curves(results.runs[base], edges), FINAL_FRACTION).final if base else None
     scores = {}

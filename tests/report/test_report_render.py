@@ -57,7 +57,7 @@ def experiment(tmp_path, make_run, make_meta):
 
 
 def test_build_report_writes_figures_and_report(experiment):
-    _, written = build_report(experiment, num_bins=10)
+    summary, written = build_report(experiment, num_bins=10)
     tables = [f"{m}_seed{k}.csv" for m, ks in (("ppo", (0, 1, 2)), ("ppo_cbp", (0, 1, 2, 3))) for k in ks]
     assert [p.name for p in written] == [*FIGURES, *tables, REPORT_FILE]
     for png in written[: len(FIGURES)]:
@@ -67,12 +67,15 @@ def test_build_report_writes_figures_and_report(experiment):
     # Finished runs only: PPO final 100/200/300 -> 200; CBP 150/250/350 -> 250 (seed 3 left out).
     assert scores["PPO"][1:3] == ["3", "200 [100, 300]"] and scores["PPO"][-1] == "baseline"
     assert scores["CBP + L2"][1] == "3" and scores["CBP + L2"][2].startswith("250 [")
-    # P(CBP ends above PPO): 150 > 100; 250 > 100, 200; 350 > all three -> 6 of 9 pairs.
-    assert scores["CBP + L2"][-1].startswith("0.67 [")
+    # P(CBP ends above PPO): 150 > 100; 250 > 100, 200; 350 > all three -> 6 of 9 pairs;
+    # computed, but with 3 runs per method neither it nor the IQM is shown, and the report warns
+    assert summary.scores["ppo_cbp"].improvement.value == pytest.approx(6 / 9)
+    assert scores["CBP + L2"][-2:] == ["n/a (< 5 runs)", "n/a (< 5 runs)"]
+    assert "**Warning: fewer than 5 finished runs per method.**" in text
     assert _table_with(text, "finished seeds")["CBP + L2"] == ["CBP + L2", "0, 1, 2", "3"]
     # Dormant fraction 0.25 logged by PPO only -> 25 %; stable rank logged by nobody.
     plasticity = _table_with(text, "dormant")
-    assert plasticity["PPO"] == ["PPO", "not logged", "25 [25, 25]", "not logged"]
+    assert plasticity["PPO"] == ["PPO", "not logged", "25 [25, 25]", "not logged", *["not logged"] * 3]
     assert plasticity["CBP + L2"][2] == "n/a"
     assert "mean \\|weight\\|" in text  # a '|' in a header must not split the markdown cell
     assert "![episodic return](return.png)" in text
@@ -83,10 +86,11 @@ def test_binned_csv_holds_each_runs_curves_on_the_grid(experiment):
     bins of 100 steps; dormant 0.25 reads 25 (%); an unfinished run's bins past its end are empty."""
     build_report(experiment, num_bins=10)
     lines = (experiment / "binned" / "ppo_seed1.csv").read_text().splitlines()
-    assert lines[0] == "step,return,stable_rank,dormant,weight_magnitude"
-    assert lines[1:] == [f"{s},200,,25," for s in range(100, 1001, 100)]
+    critic = "critic_stable_rank,critic_dormant,critic_weight_magnitude"
+    assert lines[0] == f"step,return,stable_rank,dormant,weight_magnitude,{critic}"
+    assert lines[1:] == [f"{s},200,,25,,,," for s in range(100, 1001, 100)]
     short = (experiment / "binned" / "ppo_cbp_seed3.csv").read_text().splitlines()
-    assert short[1:5] == [f"{s},9999,,," for s in range(100, 401, 100)] and short[5] == "500,,,,"
+    assert short[1:5] == [f"{s},9999,,,,,," for s in range(100, 401, 100)] and short[5] == "500,,,,,,,"
 
 
 def test_summary_marks_friction_changes_and_ignores_unfinished_runs(experiment):
@@ -158,3 +162,18 @@ def test_auto_bins_aims_at_five_episodes_per_bin(tmp_path, make_run, episodes, b
 )
 def test_the_friction_axis_reads_at_least_two_labels(low, high, ticks):
     assert friction_ticks(low, high) == ticks
+
+
+def test_iqm_and_improvement_are_shown_from_five_runs(tmp_path, make_run, make_meta):
+    exp = tmp_path / "five"
+    for seed in range(5):
+        make_run(exp / "ppo" / f"seed{seed}", _constant_run(100.0 * seed))
+        make_run(exp / "ppo_cbp" / f"seed{seed}", _constant_run(100.0 * seed + 1000))
+    make_meta(exp, name="five", task="ant", methods=["ppo", "ppo_cbp"], steps=1000)
+    build_report(exp, num_bins=10)
+    text = (exp / REPORT_FILE).read_text()
+    scores = _table_with(text, "final return")
+    # IQM of 1000..1400 drops the outer quarters: mean of 1100, 1200, 1300 (and rliable's
+    # fractional weights of 1000 and 1400, symmetric) -> 1200; every CBP run ends above every PPO run
+    assert scores["CBP + L2"][-2].startswith("1,200 [") and scores["CBP + L2"][-1].startswith("1.00 [")
+    assert "Warning" not in text
