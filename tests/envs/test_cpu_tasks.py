@@ -5,13 +5,14 @@ generators, friction schedule and autoreset, so any difference is in the cpu bac
 loop or the task's batched functions. Ant has its own, stricter tests (test_cpu_ant.py).
 """
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 from rlplast.envs.cpu_mujoco import CpuVecEnv
 from rlplast.envs.factory import make_vec_env
-from rlplast.envs.friction import FrictionSetter
+from rlplast.envs.friction import ChangingFriction, FrictionSetter
 from rlplast.envs.tasks import TASKS, task_class
 from rlplast.envs.vec import EnvConfig
 from tests.envs.envtools import random_actions
@@ -110,3 +111,27 @@ def test_state_dict_gives_exact_continuation(env_id):
     for x, y in zip(first, (fresh.step(a) for a in acts[30:]), strict=True):
         assert all(torch.equal(a, b) for a, b in zip(x[:4], y[:4], strict=True))
         assert all(torch.equal(x.info[k], y.info[k]) for k in x.info)
+
+
+def test_hopper_matches_the_gymnasium_env_with_the_wrapper():
+    # independent of the shared autoreset code: Gymnasium's env and ChangingFriction, reset by hand
+    friction = {"schedule": {"kind": "piecewise", "every": 50}}
+    cfg = EnvConfig(id="Hopper-v5", friction=friction, max_episode_steps=40)
+    venv = make_vec_env(cfg, num_runs=2, backend="cpu")
+    envs = [ChangingFriction(gym.make("Hopper-v5", max_episode_steps=40), friction) for _ in range(2)]
+    obs = venv.reset([3, 4])
+    gobs = [env.reset(seed=s)[0] for env, s in zip(envs, [3, 4], strict=True)]
+    torch.testing.assert_close(obs, torch.tensor(np.stack(gobs), dtype=torch.float32), rtol=0, atol=0)
+    ends = 0
+    for action in random_actions(2, 300, dim=3):
+        res = venv.step(action)
+        for i, env in enumerate(envs):
+            o, r, term, trunc, info = env.step(action[i].double().numpy())
+            assert (term, trunc) == (bool(res.terminated[i]), bool(res.truncated[i]))
+            assert res.reward[i].item() == pytest.approx(r, rel=1e-6, abs=1e-6)
+            if term or trunc:
+                ends += 1
+                o, info = env.reset()
+            assert res.obs[i].tolist() == o.astype(np.float32).tolist()
+            assert res.info["friction"][i].item() == pytest.approx(info["friction"], rel=1e-7)
+    assert ends > 10 and len({float(f) for f in venv.clock.friction}) > 1
