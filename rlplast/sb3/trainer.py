@@ -45,7 +45,7 @@ from rlplast.config import Config
 from rlplast.hparams import write_final_metrics, write_hparams
 from rlplast.log_writer import GroupLog
 from rlplast.progress import GroupProgress
-from rlplast.runner import (
+from rlplast.run_support import (
     CHECKPOINT_DIR,
     CONFIG_NAME,
     DONE_NAME,
