@@ -20,15 +20,19 @@ def scores_table(summary: Summary) -> Table:
     """The return scores per method (finished runs, mean [95% CI]) as a console table."""
     from rlplast.report.report import fmt_estimate, fmt_probability
     from rlplast.report.style import method_label
+    from rlplast.report.summary import MIN_RUNS_FOR_AGGREGATES
 
-    table = Table(title=f"{summary.results.name}: episodic return over finished runs, mean [95% CI]")
+    # as in report.md: P(improvement) from enough finished runs per method only
+    compare = summary.baseline is not None and summary.aggregates_supported
+    caption = None if compare else f"fewer than {MIN_RUNS_FOR_AGGREGATES} finished runs per method: wide intervals"
+    table = Table(title=f"{summary.results.name}: episodic return over finished runs, mean [95% CI]", caption=caption)
     for column in ("method", "runs with a final", "final (last 10%)", "peak", "AUC (mean return)"):
         table.add_column(column, justify="left" if column == "method" else "right")
-    if summary.baseline is not None:
+    if compare:
         table.add_column(f"P(final > {method_label(summary.baseline)})", justify="right")
     for method, sc in summary.scores.items():
         row = [method_label(method), str(sc.final.n), *map(fmt_estimate, (sc.final, sc.peak, sc.auc))]
-        if summary.baseline is not None:
+        if compare:
             row.append("baseline" if method == summary.baseline else fmt_estimate(sc.improvement, fmt_probability))
         table.add_row(*row)
     return table
@@ -36,6 +40,7 @@ def scores_table(summary: Summary) -> Table:
 
 def report(exp_dir: Path, bins: int | None, baseline: str | None, console: Console) -> None:
     """Build the figures and report of ``exp_dir`` and show where they are and the scores."""
+    from rlplast.report.binned_csv import BINNED_DIR
     from rlplast.report.report import build_report
 
     try:
@@ -43,8 +48,12 @@ def report(exp_dir: Path, bins: int | None, baseline: str | None, console: Conso
     except (FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     console.print(scores_table(summary))
+    tables = [p for p in written if p.parent.name == BINNED_DIR]
     for path in written:
-        console.print(f"wrote {path}")
+        if path not in tables:
+            console.print(f"wrote {path}")
+    if tables:
+        console.print(f"wrote {tables[0].parent}/ ({len(tables)} per-run CSVs of the binned curves)")
 
 
 @click.command()
