@@ -76,6 +76,8 @@ BAD_INPUTS = [
     ([*EXPERIMENT, "--out", "{tmp}/a", "--name", "b"], "names the experiment 'a', but --name says 'b'", None),
     ([*EXPERIMENT, "--backend", "warp"], "--backend warp needs warp-lang and mujoco-warp", "no_warp"),
     ([*EXPERIMENT, "--backend", "warp"], "there is no CUDA GPU here", "no_cuda"),
+    (["train", "--device", "cuda", "--backend", "cpu"], "--device cuda: torch sees no CUDA GPU here", "no_cuda"),
+    ([*EXPERIMENT, "--device", "cuda", "--backend", "cpu"], "--device cuda: torch sees no CUDA GPU here", "no_cuda"),
 ]
 
 

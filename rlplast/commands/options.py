@@ -88,4 +88,9 @@ def resolve_backend_device(backend: str, device: str, env_id: str) -> tuple[str,
         backend = choose_backend(env_id, "auto", "cpu" if device == "cpu" else "cuda")
     if device == "auto":
         device = "cuda" if backend == "warp" else "cpu"
+    elif device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.UsageError(f"--device {device}: torch sees no CUDA GPU here; use --device cpu (or auto)")
     return backend, device
