@@ -2,23 +2,12 @@
 
 import pytest
 from test_runner import comparable, final_weights, interrupt_after, read_rows
+from tiny_ant import OVERRIDES as TINY_ANT
 
 from rlplast import runner
 from rlplast.config import load_config
 
-OVERRIDES = [
-    "agent.hidden=[16, 16]",
-    "agent.steps_per_update=32",
-    "agent.minibatches=2",
-    "agent.epochs=2",
-    "metrics.interval=32",
-    "metrics.rank_interval=64",
-    "metrics.window=40",
-    "run.checkpoint_every=32",
-    # a friction change inside the run, applied at episode ends
-    "env.friction.schedule.every=48",
-    "env.max_episode_steps=20",
-]
+OVERRIDES = list(TINY_ANT)  # a friction change inside the run, applied at episode ends
 
 
 def test_crash_and_resume_on_ant_equals_straight_run(tmp_path, monkeypatch):
