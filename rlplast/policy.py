@@ -31,7 +31,7 @@ from rlplast.agents.networks import Actor
 from rlplast.checkpoint import load_checkpoint
 from rlplast.config import Config, ConfigError, read_yaml, validate
 from rlplast.report.aggregate import CONFIG_FILE, seed_dirs
-from rlplast.runner import CHECKPOINT_DIR, run_dir, saved_groups
+from rlplast.run_support import CHECKPOINT_DIR, run_dir, saved_groups
 
 ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh}
 _SEED_DIR = re.compile(r"^seed(\d+)$")

@@ -42,13 +42,11 @@ from rlplast.locks import hold, run_lock
 from rlplast.log_writer import GroupLog
 from rlplast.progress import GroupProgress
 from rlplast.run_support import (  # noqa: F401  (re-exported: rlplast.runner.<name> stays valid)
-    CHECKPOINT_DIR,
     CONFIG_LOCK,
     CONFIG_NAME,
     DONE_NAME,
     NETWORK_TAGS,
     Interrupted,
-    _checkpoint_step,
     _StopFlag,
     checkpoint_path,
     default_rng_seed,

@@ -17,18 +17,17 @@ from pathlib import Path
 import numpy as np
 
 from rlplast.atomic import atomic_write_text
-from rlplast.report.aggregate import bin_series
+from rlplast.report.aggregate import Run, bin_series
 from rlplast.report.summary import Summary
 
 BINNED_DIR = "binned"
 
 
-def binned_table(summary: Summary, method: str, seed: int) -> tuple[list[str], np.ndarray]:
+def binned_table(summary: Summary, run: Run) -> tuple[list[str], np.ndarray]:
     """The header and the ``[n_bins, 1 + n_panels]`` table of one run (NaN: no value)."""
-    run = next(r for r in summary.results.runs[method] if r.seed == seed)
     header, columns = ["step"], [summary.edges[1:]]
     for key, panel in summary.panels.items():
-        header.append(f"{key}")
+        header.append(key)
         series = run.scalars.get(panel.tag) if panel.tag else None
         columns.append(
             bin_series(series, summary.edges) * panel.spec.scale
@@ -45,7 +44,7 @@ def write_binned_csvs(summary: Summary, out_dir: Path) -> list[Path]:
     written = []
     for method, runs in summary.results.runs.items():
         for run in runs:
-            header, table = binned_table(summary, method, run.seed)
+            header, table = binned_table(summary, run)
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             writer.writerow(header)
