@@ -98,6 +98,7 @@ class RunGroup:
         self.tracker = PlasticityTracker(cfg.metrics, nets, len(self.seeds), device)
         self.evaluation = PeriodicEvaluation(cfg.eval, cfg.env, self.seeds) if cfg.eval.every else None
         self.run_step = 0
+        self.friction_before: Tensor | None = None  # [R]: each run's friction before the next rollout
         self.obs: Tensor | None = None
         self.last_return: float | None = None
         resume_step = self._restore() if self.ckpt_path.exists() else None
@@ -106,6 +107,7 @@ class RunGroup:
         self.logs = GroupLog(self.run_dirs, resume_step)
         self._write_run_files(fresh=resume_step is None, backend=backend)
         self._ep_return = self._ep_length = torch.empty(0)  # [T, N] each, of the last rollout
+        self._friction = torch.empty(0)  # [T, R]: each run's mean friction after each step of the last rollout
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -142,6 +144,7 @@ class RunGroup:
             "tracker": self.tracker.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "last_return": self.last_return,
+            "friction_before": self.friction_before,
         }
 
     def save(self) -> None:
@@ -161,6 +164,7 @@ class RunGroup:
         self.obs = state["obs"].to(self.device)
         self.run_step = int(state["run_step"])
         self.last_return = state["last_return"]
+        self.friction_before = state.get("friction_before")  # absent from checkpoints before it was kept
         return self.run_step
 
     # -- training -------------------------------------------------------------------------------
@@ -173,6 +177,7 @@ class RunGroup:
         threads = self.cfg.run.act_threads if self.device.type == "cpu" else None
         ep_returns: list[Tensor] = []
         ep_lengths: list[Tensor] = []
+        frictions: list[Tensor] = []
         update_threads = torch.get_num_threads()
         same_device = env.device == self.device  # then no .to() calls per step (each costs a dispatch)
         with torch.inference_mode(), torch_threads(threads), paused_gc():
@@ -189,12 +194,14 @@ class RunGroup:
                 # an ended episode has a length >= 1, the others 0 (stacked once per rollout)
                 ep_returns.append(info["episode_return"])
                 ep_lengths.append(info["episode_length"])
+                frictions.append(info["friction"].view(len(self.seeds), E).double().mean(1))
                 if tracker.due(step0 + (t + 1) * E):  # metrics (SVDs) on every thread
                     with torch_threads(update_threads):
                         self.logs.scalars(tracker.maybe_compute(step0 + (t + 1) * E), step0 + (t + 1) * E)
             agent.compute_returns(obs)
         self._ep_return = torch.stack(ep_returns).to(self.device)  # [T, N]
         self._ep_length = torch.stack(ep_lengths).to(self.device)
+        self._friction = torch.stack(frictions).cpu()
         self.obs = obs
         self.nonfinite = info["nonfinite_resets"].view(-1, E).sum(1)
         return info["friction"]
@@ -214,6 +221,25 @@ class RunGroup:
             self.logs.runs[r].scalar(tags.EPISODIC_LENGTH, length, step)
             per_run.setdefault(r, []).append(ret)
         self.last_return = sum(sum(v) / len(v) for v in per_run.values()) / len(per_run)
+
+    def _log_friction_changes(self) -> None:
+        """Each run's friction at the env steps of the last rollout where it changed.
+
+        The update's own row gives the friction once per update; these rows place a change at the
+        step it took effect (an episode end, or the change point with ``apply: immediate``), which
+        the figures mark per seed. A schedule that moves at every step (linear or sine applied
+        immediately) is left to the update's rows, which would otherwise log every step.
+        """
+        per_step = self._friction  # [T, R]
+        before, self.friction_before = self.friction_before, per_step[-1].clone()
+        friction_cfg = self.cfg.env.friction
+        if friction_cfg.apply == "immediate" and friction_cfg.schedule.moves_every_step:
+            return
+        previous = torch.cat([(per_step[0] if before is None else before)[None], per_step[:-1]])
+        E, step0, last = self.env.envs_per_run, self.run_step, len(per_step) - 1
+        for t, r in zip(*(per_step != previous).nonzero(as_tuple=True), strict=True):
+            if t < last:  # the change at the rollout's last step is the update's own row
+                self.logs.runs[int(r)].scalar(tags.FRICTION, float(per_step[t, r]), step0 + (int(t) + 1) * E)
 
     def _log_update(self, losses: dict[str, Tensor], friction: Tensor, sps: float) -> None:
         R = len(self.seeds)
@@ -238,6 +264,7 @@ class RunGroup:
             start = time.perf_counter()
             friction = self._rollout()
             self._log_episodes()
+            self._log_friction_changes()
             losses = self.agent.update()
             previous, self.run_step = self.run_step, self.run_step + per_update
             sps = per_update / (time.perf_counter() - start)

@@ -225,6 +225,49 @@ def test_interrupt_and_resume_equals_straight_run(tmp_path, monkeypatch, how):
         assert a == b
 
 
+def friction_rows(run_dir):
+    return [
+        (int(r["step"]), float(r["value"])) for r in read_rows(run_dir / "metrics.csv") if r["tag"] == "env/friction"
+    ]
+
+
+def test_friction_is_logged_at_the_step_it_changed(tmp_path):
+    # the schedule changes at step 40, inside the update of steps 33-48: a row at 40 besides the
+    # update rows at 16, 32, 48; the point env takes a change at once, one env per run
+    runner.train_group(tiny_cfg(), [1], tmp_path, steps=3 * UPDATE)
+    schedule = tiny_cfg().env.friction.schedule
+    expected = [(step, schedule_value(schedule, 1, step)) for step in (16, 32, 40, 48)]
+    rows = friction_rows(tmp_path / "seed1")
+    assert [step for step, _ in rows] == [step for step, _ in expected]
+    assert [value for _, value in rows] == pytest.approx([value for _, value in expected])
+    assert expected[1][1] != expected[2][1]
+
+
+def test_friction_of_a_schedule_that_moves_every_step_is_logged_per_update(tmp_path):
+    cfg = tiny_cfg()
+    cfg.env.friction = cfg.env.friction.model_validate(
+        {"apply": "immediate", "schedule": {"kind": "sine", "mean": 1.0, "amplitude": 0.5, "period": 64}}
+    )
+    runner.train_group(cfg, [1], tmp_path, steps=3 * UPDATE)
+    assert [step for step, _ in friction_rows(tmp_path / "seed1")] == [16, 32, 48]
+
+
+def test_a_friction_change_right_after_a_resume_is_logged(tmp_path, monkeypatch):
+    # a change at step 17, the first step after the checkpoint of step 16: the resumed run knows
+    # the friction before it from the checkpoint
+    cfg = tiny_cfg(checkpoint_every=16)
+    cfg.env.friction.schedule = cfg.env.friction.schedule.model_copy(update={"every": 17})
+    runner.train_group(cfg, [1], tmp_path / "straight", steps=3 * UPDATE)
+    with monkeypatch.context() as m:
+        interrupt_after(m, 2, "crash")
+        with pytest.raises(RuntimeError):
+            runner.train_group(cfg, [1], tmp_path / "resumed", steps=3 * UPDATE)
+    runner.train_group(cfg, [1], tmp_path / "resumed", steps=3 * UPDATE)
+    straight = friction_rows(tmp_path / "straight/seed1")
+    assert 17 in [step for step, _ in straight]
+    assert friction_rows(tmp_path / "resumed/seed1") == straight
+
+
 def test_tensorboard_has_no_duplicate_steps_after_resume(tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

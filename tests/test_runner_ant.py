@@ -28,5 +28,10 @@ def test_crash_and_resume_on_ant_equals_straight_run(tmp_path, monkeypatch):
         a = comparable(read_rows(tmp_path / f"straight/seed{seed}/metrics.csv"))
         b = comparable(read_rows(out / f"seed{seed}/metrics.csv"))
         assert a == b
-        frictions = {v for _, t, v in a if t == "env/friction"}
-        assert len(frictions) >= 2  # the schedule (a new value every 48 steps) changed within the run
+        frictions = [(int(s), float(v)) for s, t, v in a if t == "env/friction"]
+        assert len({v for _, v in frictions}) >= 2  # the schedule (a new value every 48 steps) changed
+        # one env per run, changes applied at episode ends: the first change is logged at the
+        # first episode end from the change point (48) on, not at the next update (64)
+        ends = [int(s) for s, t, _ in a if t == "charts/episodic_length"]
+        first_change = next(s for s, v in frictions if v != frictions[0][1])
+        assert first_change == min(e for e in ends if e >= 48)

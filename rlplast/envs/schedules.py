@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
@@ -43,6 +43,9 @@ def uniform_draw(seed: int, index: int) -> float:
 
 class _Schedule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # whether the value moves at (almost) every step rather than at a few change points
+    moves_every_step: ClassVar[bool] = False
 
     def at(self, seed: int, step: int) -> float:
         """Friction at env step ``step`` (counted over the whole run) of the run seeded ``seed``."""
@@ -102,6 +105,8 @@ class CycleSchedule(_Schedule):
 class LinearSchedule(_Schedule):
     """From ``start`` to ``end`` linearly over ``steps`` env steps, then ``end`` forever."""
 
+    moves_every_step: ClassVar[bool] = True
+
     kind: Literal["linear"] = "linear"
     start: Friction
     end: Friction
@@ -113,6 +118,8 @@ class LinearSchedule(_Schedule):
 
 class SineSchedule(_Schedule):
     """``mean + amplitude * sin(2 pi step / period + phase)``; requires amplitude <= mean."""
+
+    moves_every_step: ClassVar[bool] = True
 
     kind: Literal["sine"] = "sine"
     mean: Friction

@@ -1,7 +1,8 @@
 """The experiment's figures (PNG), drawn from a :class:`Summary` with matplotlib's Agg backend.
 
-- ``return.png``: episodic return vs env steps, mean and 95% bootstrap band per method, friction
-  changes marked, and a strip of the friction each seed saw underneath.
+- ``return.png``: episodic return vs env steps, mean and 95% bootstrap band per method (with more
+  than three methods, one panel per method over the others' means in grey), each seed's friction
+  changes marked at the step they took effect, and a strip of the friction each seed saw underneath.
 - ``curves.png``: return, stable rank, dormant units, weight magnitude side by side (the layout of
   the Nature paper's figure 4), the critic's metrics below the actor's.
 - ``scores.png``: final return, peak return, area under the curve and (from 5 finished runs per
@@ -21,8 +22,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
+from rlplast.report.friction_marks import change_lines
 from rlplast.report.stats import Estimate
 from rlplast.report.style import method_colours, method_label, step_scale
 from rlplast.report.summary import CRITIC_PANELS, PLASTICITY_PANELS, RETURN_PANEL, Panel, Summary
@@ -30,6 +33,10 @@ from rlplast.report.summary import CRITIC_PANELS, PLASTICITY_PANELS, RETURN_PANE
 DPI = 150
 FIGURES = ("return.png", "curves.png", "scores.png")
 FRICTION_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+# With more methods than this, return.png draws one panel per method (overlapping bands of five
+# methods cannot be told apart).
+METHODS_PER_RETURN_PANEL = 3
+CONTEXT_GREY = "0.7"
 
 
 def _title(summary: Summary) -> str:
@@ -40,14 +47,30 @@ def _title(summary: Summary) -> str:
     return ", ".join(p for p in parts if p)
 
 
+def _seed_greys(summary: Summary) -> dict[int, tuple]:
+    """The shade of each seed's friction in the strip and its change lines."""
+    greys = plt.cm.Greys(np.linspace(0.45, 0.85, max(len(summary.friction), 1)))
+    return {seed: tuple(colour) for (seed, _), colour in zip(summary.friction, greys, strict=False)}
+
+
 def _mark_changes(ax: Axes, summary: Summary, label: bool) -> None:
+    """Dotted lines where each seed's friction changed (one set when all seeds agree)."""
     scale, _ = step_scale(summary.results.total_steps)
-    for i, step in enumerate(summary.friction_changes):
-        ax.axvline(step / scale, color="0.45", ls=":", lw=0.9, label="friction change" if label and i == 0 else None)
+    lines = change_lines(summary.friction_changes, summary.results.total_steps)
+    greys = _seed_greys(summary)
+    text = "friction change" if None in lines else "friction change (per seed, shades as in the strip)"
+    for i, (seed, steps) in enumerate(lines.items()):
+        colour = "0.45" if seed is None else greys[seed]
+        for j, step in enumerate(steps):
+            first = label and i == 0 and j == 0
+            ax.axvline(step / scale, color=colour, ls=":", lw=0.9, label=text if first else None)
 
 
-def draw_panel(ax: Axes, summary: Summary, panel: Panel, mark_changes: bool = True) -> None:
-    """Mean line and 95% band per method on ``ax``; a 'not logged' note when no run has the tag."""
+def draw_panel(ax: Axes, summary: Summary, panel: Panel, mark_changes: bool = True, only: str | None = None) -> None:
+    """Mean line and 95% band per method on ``ax``; a 'not logged' note when no run has the tag.
+
+    With ``only``, that method is drawn in colour over the other methods' means in grey.
+    """
     scale, xlabel = step_scale(summary.results.total_steps)
     x = summary.centers / scale
     colours = method_colours(summary.results.methods)
@@ -62,6 +85,11 @@ def draw_panel(ax: Axes, summary: Summary, panel: Panel, mark_changes: bool = Tr
         ax.set_yticks([])
         return
     for method, band in panel.bands.items():
+        if only is not None and method != only:
+            ax.plot(x, band.mean, color=CONTEXT_GREY, lw=0.9, zorder=1)
+    for method, band in panel.bands.items():
+        if only is not None and method != only:
+            continue
         colour = colours[method]
         ax.plot(x, band.mean, color=colour, lw=1.6, label=f"{method_label(method)} (n={band.n_runs})")
         ax.fill_between(x, band.low, band.high, color=colour, alpha=0.2, lw=0)
@@ -80,8 +108,9 @@ def friction_ticks(low: float, high: float) -> list[float]:
 
 def _friction_strip(ax: Axes, summary: Summary) -> None:
     scale, xlabel = step_scale(summary.results.total_steps)
-    greys = plt.cm.Greys(np.linspace(0.45, 0.85, max(len(summary.friction), 1)))
-    for (_, series), colour in zip(summary.friction, greys, strict=False):
+    greys = _seed_greys(summary)
+    for seed, series in summary.friction:
+        colour = greys[seed]
         ax.plot(series.steps / scale, series.values, drawstyle="steps-post", color=colour, lw=1.0, alpha=0.8)
     ax.set_yscale("log")
     # Plain numbers at round values instead of 6x10^-1 style labels.
@@ -95,24 +124,46 @@ def _friction_strip(ax: Axes, summary: Summary) -> None:
     ax.set_title(f"friction per seed ({len(summary.friction)} seeds)", fontsize=9, loc="left")
 
 
-def plot_return(summary: Summary, path: Path) -> Path:
-    """Episodic return with friction changes marked, and the friction strip when it changes."""
-    strip = len(summary.friction_changes) > 0
+def return_figure(summary: Summary) -> Figure:
+    """Episodic return with friction changes marked, and the friction strip when it changes: one
+    panel for up to :data:`METHODS_PER_RETURN_PANEL` methods, else one panel per method."""
+    methods = [m for m in summary.results.methods if m in summary.panels[RETURN_PANEL.key].bands]
+    strip = bool(summary.friction_changes)
+    single = len(methods) <= METHODS_PER_RETURN_PANEL
+    cols = 1 if single else min(len(methods), 3)
+    rows = 1 if single else -(-len(methods) // cols)
+    width, height = (9.0, 5.0) if single else (4.4 * cols, 3.3 * rows)
+    fig = plt.figure(figsize=(width, height + (1.3 if strip else 0.0)), layout="constrained")
+    grid = fig.add_gridspec(rows + strip, cols, height_ratios=[4] * rows + ([1.2 * rows] if strip else []))
+    panel = summary.panels[RETURN_PANEL.key]
+    axes: list[Axes] = []
+    for i, method in enumerate([None] if single else methods):
+        share = axes[0] if axes else None
+        ax = fig.add_subplot(grid[i // cols, i % cols], sharex=share, sharey=share)
+        draw_panel(ax, summary, panel, only=method)
+        handles, labels = ax.get_legend_handles_labels()
+        if single:
+            ax.set_title("")
+            ax.legend(loc="best", fontsize=9, framealpha=0.9)
+        else:  # the method (with its run count) is the title; the grey lines and changes in one legend
+            ax.set_title(labels[0], fontsize=10, color=method_colours(methods)[method])
+            if i == 0:
+                context = Line2D([], [], color=CONTEXT_GREY, lw=0.9, label="the other methods' means")
+                fig.legend([context, *handles[1:]], [context.get_label(), *labels[1:]], loc="outside lower center")
+        axes.append(ax)
     if strip:
-        fig, (ax, ax_f) = plt.subplots(
-            2, 1, figsize=(9, 6.2), sharex=True, gridspec_kw={"height_ratios": [4, 1.2]}, layout="constrained"
-        )
-    else:
-        fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
-    draw_panel(ax, summary, summary.panels[RETURN_PANEL.key])
-    ax.set_title("")
-    ax.legend(loc="best", fontsize=9, framealpha=0.9)
-    if strip:
-        ax.set_xlabel("")
+        ax_f = fig.add_subplot(grid[rows, :], sharex=axes[0])
         _friction_strip(ax_f, summary)
         _mark_changes(ax_f, summary, label=False)
+        for ax in axes:
+            ax.set_xlabel("")
     fig.suptitle(f"Episodic return (mean and 95% bootstrap CI across seeds): {_title(summary)}", fontsize=11)
-    return _save(fig, path)
+    return fig
+
+
+def plot_return(summary: Summary, path: Path) -> Path:
+    """Write :func:`return_figure` to ``path``."""
+    return _save(return_figure(summary), path)
 
 
 def plot_curves(summary: Summary, path: Path) -> Path:
@@ -124,7 +175,7 @@ def plot_curves(summary: Summary, path: Path) -> Path:
         draw_panel(ax, summary, summary.panels[key])
     for ax, spec in zip(grid[1][1:], CRITIC_PANELS, strict=True):
         draw_panel(ax, summary, summary.panels[spec.key])
-    if len(summary.friction_changes):
+    if summary.friction_changes:
         _friction_strip(grid[1][0], summary)
     else:
         grid[1][0].axis("off")

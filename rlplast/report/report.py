@@ -137,8 +137,12 @@ def _return_section(summary: Summary) -> list[str]:
             else ""
         ),
     ]
-    if len(summary.friction_changes):
-        lines += ["", "Dotted lines: friction changes (the first run that logged the friction)."]
+    if summary.friction_changes:
+        lines += [
+            "",
+            "Dotted lines: the env steps at which each seed's friction changed (in the runs of the first "
+            "method that logged it), one set of lines where all seeds changed together.",
+        ]
     return lines
 
 

@@ -141,8 +141,9 @@ class Summary:
         panels: ``"return"`` and the plasticity panels, by key.
         scores: method -> its return scores.
         baseline: the method others are compared with (None if it did not run).
-        friction: (seed, friction series) of the first method's runs, for the friction strip.
-        friction_changes: env steps where the friction changed in the first run that logged it.
+        friction: (seed, friction series) of the runs of the first method that logged the
+            friction, for the friction strip and the change lines (a seed's schedule is the same
+            under every method).
     """
 
     results: ExperimentResults
@@ -151,7 +152,12 @@ class Summary:
     scores: dict[str, MethodScores]
     baseline: str | None
     friction: list[tuple[int, Series]]
-    friction_changes: np.ndarray
+
+    @property
+    def friction_changes(self) -> dict[int, np.ndarray]:
+        """Seed -> the env steps at which its friction changed (seeds without changes left out)."""
+        changes = {seed: change_steps(series) for seed, series in self.friction}
+        return {seed: steps for seed, steps in changes.items() if len(steps)}
 
     @property
     def aggregates_supported(self) -> bool:
@@ -226,8 +232,8 @@ def summarize(results: ExperimentResults, num_bins: int | None = None, baseline:
             finished=[r.seed for r in runs if r.done],
             unfinished=[r.seed for r in runs if not r.done],
         )
-    friction_runs = [r for r in results.runs[results.methods[0]] if FRICTION_TAG in r.scalars]
-    first = next((r for r in results.all_runs() if FRICTION_TAG in r.scalars), None)
+    logged = ([r for r in results.runs[m] if FRICTION_TAG in r.scalars] for m in results.methods)
+    friction_runs = next((runs for runs in logged if runs), [])  # the first method that logged it
     return Summary(
         results=results,
         edges=edges,
@@ -235,5 +241,4 @@ def summarize(results: ExperimentResults, num_bins: int | None = None, baseline:
         scores=scores,
         baseline=base,
         friction=[(r.seed, r.scalars[FRICTION_TAG]) for r in friction_runs],
-        friction_changes=change_steps(first.scalars[FRICTION_TAG]) if first else np.zeros(0, dtype=np.int64),
     )

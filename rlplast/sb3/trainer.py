@@ -10,7 +10,8 @@ therefore read SB3 runs like any other method's.
 Logged, at the same steps as the runner: ``charts/episodic_return`` and ``charts/episodic_length``
 at the env step each episode ended; the plasticity tracker's ``plasticity/actor/...`` and
 ``plasticity/critic/...`` on the acting features (forward hooks on SB3's ``mlp_extractor``,
-rlplast.sb3.layers); after each update ``env/friction``, ``charts/sps``, ``losses/*`` (SB3's
+rlplast.sb3.layers); ``env/friction`` at each episode end that changed it and after each update;
+after each update ``charts/sps``, ``losses/*`` (SB3's
 policy, value, approx-KL, clip fraction, explained variance; entropy and mean log_std; the mean
 gradient norms, rlplast.sb3.grad_norms) and, with a ``cbp`` plug-in, ``plasticity/cbp/replaced``.
 
@@ -82,12 +83,17 @@ def checkpoint_path(out_dir: Path, seed: int) -> Path:
 
 
 class _StepLogger(BaseCallback):
-    """Per env step: feeds the tracker, logs finished episodes and due metrics."""
+    """Per env step: feeds the tracker, logs finished episodes, friction changes and due metrics."""
 
     def __init__(self, tracker: PlasticityTracker, logs: GroupLog):
         super().__init__()
         self.tracker, self.logs = tracker, logs
         self.returns: list[float] = []
+        self.friction: float | None = None  # the friction in effect, to log a change at its step
+
+    def _on_training_start(self) -> None:
+        if self.friction is None:
+            self.friction = float(self.training_env.get_attr("friction")[0])
 
     def _on_step(self) -> bool:
         step = self.num_timesteps
@@ -102,6 +108,11 @@ class _StepLogger(BaseCallback):
                 run.scalar(tags.EPISODIC_RETURN, episode["r"], step)
                 run.scalar(tags.EPISODIC_LENGTH, episode["l"], step)
                 self.returns.append(float(episode["r"]))
+                # a schedule change takes effect at the reset that follows an episode end
+                friction = float(self.training_env.get_attr("friction")[0])
+                if friction != self.friction:
+                    run.scalar(tags.FRICTION, friction, step)
+                    self.friction = friction
         return True
 
 

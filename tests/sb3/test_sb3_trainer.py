@@ -61,7 +61,6 @@ def test_train_group_dispatches_and_writes_the_results_layout(tmp_path):
         rows = read_rows(run)
         for tag in (
             "charts/sps",
-            "env/friction",
             "losses/policy_loss",
             "losses/value_loss",
             "losses/entropy",
@@ -82,6 +81,11 @@ def test_train_group_dispatches_and_writes_the_results_layout(tmp_path):
         for step, friction in rows["env/friction"]:
             last_end = max([0, *[e for e in ends if e <= step]])
             assert friction == pytest.approx(schedule.at(seed, last_end))
+        # logged after each update and at each episode end that took a new value, nowhere else
+        takes_new = [
+            e for e in ends if schedule.at(seed, e) != schedule.at(seed, max([0, *[x for x in ends if x < e]]))
+        ]
+        assert takes_new and sorted({s for s, _ in rows["env/friction"]}) == sorted({64, 128, *takes_new})
     assert checkpoint_path(tmp_path, 0).exists()
 
 
