@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from rlplast.envs.tasks.arrays import namespace
+
 
 class AntSpec(BaseModel):
     """Ant-v5's keyword arguments (Gymnasium's names and defaults, but the observation's).
@@ -55,7 +57,8 @@ class AntSpec(BaseModel):
 def contact_forces(cfrc_ext: np.ndarray, spec: AntSpec) -> np.ndarray:
     """``cfrc_ext [N, nbody, 6]`` clipped to ``contact_force_range``."""
     low, high = spec.contact_force_range
-    return np.minimum(np.maximum(cfrc_ext, low), high)  # np.clip, without its wrapper's cost
+    xp = namespace(cfrc_ext)
+    return xp.minimum(xp.maximum(cfrc_ext, low), high)  # np.clip, without its wrapper's cost
 
 
 def observation(qpos: np.ndarray, qvel: np.ndarray, cfrc_ext: np.ndarray, spec: AntSpec) -> np.ndarray:
@@ -64,13 +67,14 @@ def observation(qpos: np.ndarray, qvel: np.ndarray, cfrc_ext: np.ndarray, spec: 
     parts = [position, qvel]
     if spec.include_cfrc_ext_in_observation:
         parts.append(contact_forces(cfrc_ext, spec)[:, 1:].reshape(len(qpos), -1))
-    return np.concatenate(parts, axis=1)
+    return namespace(qpos).concatenate(parts, axis=1)
 
 
 def is_healthy(qpos: np.ndarray, qvel: np.ndarray, spec: AntSpec) -> np.ndarray:
     """``[N]`` bool: the whole state is finite and the torso height qpos[2] is within the range."""
     low, high = spec.healthy_z_range
-    finite = np.isfinite(qpos).all(axis=1) & np.isfinite(qvel).all(axis=1)
+    xp = namespace(qpos)
+    finite = xp.isfinite(qpos).all(axis=1) & xp.isfinite(qvel).all(axis=1)
     z = qpos[:, 2]
     return finite & (z >= low) & (z <= high)
 
@@ -91,11 +95,12 @@ def reward(
     """
     forward = (x_after - x_before) / dt * spec.forward_reward_weight
     healthy_reward = healthy * spec.healthy_reward
-    ctrl_cost = spec.ctrl_cost_weight * np.square(action).sum(axis=1)
-    contact_cost = spec.contact_cost_weight * np.square(contact_forces(cfrc_ext, spec)).sum(axis=(1, 2))
+    xp = namespace(action)
+    ctrl_cost = spec.ctrl_cost_weight * xp.square(action).sum(axis=1)
+    contact_cost = spec.contact_cost_weight * xp.square(contact_forces(cfrc_ext, spec)).sum(axis=(1, 2))
     return (forward + healthy_reward) - (ctrl_cost + contact_cost)
 
 
 def terminated(healthy: np.ndarray, spec: AntSpec) -> np.ndarray:
     """``[N]`` bool: unhealthy, if ``terminate_when_unhealthy``."""
-    return ~healthy if spec.terminate_when_unhealthy else np.zeros_like(healthy)
+    return ~healthy if spec.terminate_when_unhealthy else namespace(healthy).zeros_like(healthy)

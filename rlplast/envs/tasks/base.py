@@ -1,10 +1,14 @@
 """LocomotionTask: what a Gymnasium MuJoCo locomotion env computes around its simulator.
 
 A task turns batched simulator arrays into observation, reward and termination, and draws the
-reset noise, as the Gymnasium env of its id does (term by term, float64 numpy). A backend
-(rlplast.envs.cpu_mujoco on MuJoCo C) steps the task's MJCF model and hands over, after each env
-step and after each reset, the arrays the task asks for in :meth:`LocomotionTask.views`, stacked
-over N envs into ``sim: dict[str, ndarray]`` (``sim["qpos"]`` is ``[N, nq]``, ...).
+reset noise, as the Gymnasium env of its id does (term by term). A backend steps the task's MJCF
+model and hands over, after each env step and after each reset, the arrays the task asks for in
+:meth:`LocomotionTask.views`, stacked over N envs into ``sim: dict[str, Array]`` (``sim["qpos"]``
+is ``[N, nq]``, ...): float64 numpy arrays on MuJoCo C (rlplast.envs.cpu_mujoco), float32 torch
+views of the simulator on mujoco_warp (rlplast.envs.warp_mujoco). The functions are written once
+for both, through ``xp = namespace(x)`` (rlplast.envs.tasks.arrays); on numpy they are numpy's
+calls exactly. The reset noise is drawn through ``rng.uniform`` / ``rng.standard_normal``: a
+numpy generator per env on the cpu backend, a batched device stream on warp.
 
 What every task shares with Gymnasium's ``MujocoEnv``:
 
@@ -35,7 +39,7 @@ import numpy as np
 from gymnasium.envs.mujoco.mujoco_env import expand_model_path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-Array = np.ndarray
+from rlplast.envs.tasks.arrays import Array, namespace
 
 
 class TaskSpec(BaseModel):
@@ -67,6 +71,8 @@ class LocomotionTask:
 
     def __init__(self, kwargs: dict[str, Any], model: mujoco.MjModel | None = None):
         self.spec = self.parse_kwargs(kwargs)
+        # read once: a missing field costs pydantic's __getattr__ (~10 us) on every step
+        self._terminates_when_unhealthy = bool(getattr(self.spec, "terminate_when_unhealthy", False))
         self.model = model if model is not None else mujoco.MjModel.from_xml_path(expand_model_path(self.spec.xml_file))
         self.dt = self.model.opt.timestep * self.spec.frame_skip
         self.bind(self.model)
@@ -105,7 +111,8 @@ class LocomotionTask:
 
     def healthy(self, sim: dict[str, np.ndarray]) -> np.ndarray:
         """``[N]`` bool (default: always healthy)."""
-        return np.ones(len(sim["qpos"]), dtype=bool)
+        qpos = sim["qpos"]
+        return namespace(qpos).ones_like(qpos[:, 0], dtype=bool)
 
     def reward(
         self, sim: dict[str, np.ndarray], x_before: np.ndarray, x_after: np.ndarray, action: Array, healthy: Array
@@ -116,9 +123,9 @@ class LocomotionTask:
 
     def terminated(self, healthy: np.ndarray) -> np.ndarray:
         """``[N]`` bool: unhealthy, if the spec terminates on it (default: never)."""
-        if getattr(self.spec, "terminate_when_unhealthy", False):
+        if self._terminates_when_unhealthy:
             return ~healthy
-        return np.zeros_like(healthy)
+        return namespace(healthy).zeros_like(healthy)
 
     def reset_state(
         self, rng: np.random.Generator, qpos0: np.ndarray, qvel0: np.ndarray
@@ -126,8 +133,8 @@ class LocomotionTask:
         """``qpos [nq]``, ``qvel [nv]`` of a new episode: uniform noise on both (Hopper, Walker2d,
         Humanoid), drawn in this order from the env's generator."""
         s = self.spec.reset_noise_scale
-        qpos = qpos0 + rng.uniform(low=-s, high=s, size=qpos0.size)
-        qvel = qvel0 + rng.uniform(low=-s, high=s, size=qvel0.size)
+        qpos = qpos0 + rng.uniform(low=-s, high=s, size=len(qpos0))
+        qvel = qvel0 + rng.uniform(low=-s, high=s, size=len(qvel0))
         return qpos, qvel
 
 
@@ -135,11 +142,11 @@ def uniform_then_normal(
     rng: np.random.Generator, qpos0: np.ndarray, qvel0: np.ndarray, scale: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Ant's and HalfCheetah's reset: ``qpos0 + U(-s, s)``, then ``qvel0 + s * N(0, 1)``."""
-    qpos = qpos0 + rng.uniform(low=-scale, high=scale, size=qpos0.size)
-    qvel = qvel0 + scale * rng.standard_normal(qvel0.size)
+    qpos = qpos0 + rng.uniform(low=-scale, high=scale, size=len(qpos0))
+    qvel = qvel0 + scale * rng.standard_normal(len(qvel0))
     return qpos, qvel
 
 
 def control_cost(action: np.ndarray, weight: float) -> np.ndarray:
     """``[N]``: weight x the sum of squared actions (as given; MuJoCo clamps ctrl, the cost does not)."""
-    return weight * np.square(action).sum(axis=1)
+    return weight * namespace(action).square(action).sum(axis=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlplast.envs.tasks.arrays import namespace
 from rlplast.envs.tasks.base import LocomotionTask, TaskSpec, control_cost, uniform_then_normal
 
 
@@ -27,7 +28,7 @@ class HalfCheetahTask(LocomotionTask):
     def observation(self, sim: dict[str, np.ndarray]) -> np.ndarray:
         """qpos (without x by default), qvel."""
         position = sim["qpos"][:, 1:] if self.spec.exclude_current_positions_from_observation else sim["qpos"]
-        return np.concatenate([position, sim["qvel"]], axis=1)
+        return namespace(position).concatenate([position, sim["qvel"]], axis=1)
 
     def reward(self, sim, x_before, x_after, action, healthy):
         forward = self.spec.forward_reward_weight * ((x_after - x_before) / self.dt)

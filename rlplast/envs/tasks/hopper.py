@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from rlplast.envs.tasks.arrays import namespace
 from rlplast.envs.tasks.planar import PlanarWalkerSpec, PlanarWalkerTask
 
 
@@ -30,5 +31,5 @@ class HopperTask(PlanarWalkerTask):
         """Upright, and every entry of the state past (x, z), ``(qpos, qvel)[2:]``, strictly
         inside the state range."""
         low, high = self.spec.healthy_state_range
-        state = np.concatenate([sim["qpos"], sim["qvel"]], axis=1)[:, 2:]
+        state = namespace(sim["qpos"]).concatenate([sim["qpos"], sim["qvel"]], axis=1)[:, 2:]
         return ((low < state) & (state < high)).all(axis=1) & super().healthy(sim)

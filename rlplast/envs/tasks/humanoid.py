@@ -8,6 +8,7 @@ import math
 import mujoco
 import numpy as np
 
+from rlplast.envs.tasks.arrays import namespace
 from rlplast.envs.tasks.base import LocomotionTask, TaskSpec, control_cost
 
 
@@ -46,12 +47,14 @@ class HumanoidTask(LocomotionTask):
 
     def position(self, sim: dict[str, np.ndarray]) -> np.ndarray:
         """``[N]``: x of the centre of mass (bodies' ``xipos`` weighted by mass)."""
-        return np.einsum("b,nb->n", self.body_mass, sim["xipos"][:, :, 0]) / self.body_mass.sum()
+        x = sim["xipos"][:, :, 0]
+        xp = namespace(x)
+        return xp.einsum("b,nb->n", xp.asarray(self.body_mass, like=x), x) / self.body_mass.sum()
 
     def observation(self, sim: dict[str, np.ndarray]) -> np.ndarray:
         """qpos (without x, y by default), qvel, then per body but the world's: cinert, cvel,
         qfrc_actuator past the free joint, cfrc_ext (each part as the spec includes it)."""
-        n, s = len(sim["qpos"]), self.spec
+        n, s, xp = len(sim["qpos"]), self.spec, namespace(sim["qpos"])
         parts = [sim["qpos"][:, 2:] if s.exclude_current_positions_from_observation else sim["qpos"], sim["qvel"]]
         if s.include_cinert_in_observation:
             parts.append(sim["cinert"][:, 1:].reshape(n, -1))
@@ -61,7 +64,7 @@ class HumanoidTask(LocomotionTask):
             parts.append(sim["qfrc_actuator"][:, 6:])
         if s.include_cfrc_ext_in_observation:
             parts.append(sim["cfrc_ext"][:, 1:].reshape(n, -1))
-        return np.concatenate(parts, axis=1)
+        return xp.concatenate(parts, axis=1)
 
     def healthy(self, sim: dict[str, np.ndarray]) -> np.ndarray:
         """Torso height qpos[2] strictly inside the range."""
@@ -70,8 +73,8 @@ class HumanoidTask(LocomotionTask):
         return (low < z) & (z < high)
 
     def reward(self, sim, x_before, x_after, action, healthy):
-        s = self.spec
+        s, xp = self.spec, namespace(x_after)
         forward = s.forward_reward_weight * ((x_after - x_before) / self.dt)
-        contact = s.contact_cost_weight * np.square(sim["cfrc_ext"]).sum(axis=(1, 2))
-        contact = np.clip(contact, *s.contact_cost_range)
+        contact = s.contact_cost_weight * xp.square(sim["cfrc_ext"]).sum(axis=(1, 2))
+        contact = xp.clip(contact, *s.contact_cost_range)
         return (forward + healthy * s.healthy_reward) - (control_cost(action, s.ctrl_cost_weight) + contact)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rlplast.envs.tasks.arrays import namespace
 from rlplast.envs.tasks.base import LocomotionTask, TaskSpec, control_cost
 
 
@@ -31,7 +32,8 @@ class PlanarWalkerTask(LocomotionTask):
 
     def observation(self, sim: dict[str, np.ndarray]) -> np.ndarray:
         position = sim["qpos"][:, 1:] if self.spec.exclude_current_positions_from_observation else sim["qpos"]
-        return np.concatenate([position, np.clip(sim["qvel"], -10.0, 10.0)], axis=1)
+        xp = namespace(position)
+        return xp.concatenate([position, xp.clip(sim["qvel"], -10.0, 10.0)], axis=1)
 
     def healthy(self, sim: dict[str, np.ndarray]) -> np.ndarray:
         (z_low, z_high), (a_low, a_high) = self.spec.healthy_z_range, self.spec.healthy_angle_range
