@@ -34,6 +34,15 @@ from rlplast.envs.vec import EnvConfig
 # (consecutive in mjtWarning, so a slice of ``data.warning.number`` is a live view of the three)
 BAD_STATE_WARNINGS = slice(int(mujoco.mjtWarning.mjWARN_BADQPOS), int(mujoco.mjtWarning.mjWARN_BADQACC) + 1)
 STATE_SPEC = int(mujoco.mjtState.mjSTATE_INTEGRATION)
+# What mj_rnePostConstraint computes; nothing the next mj_step reads (force sensors, which would,
+# make mj_step call it itself).
+RNE_POST_CONSTRAINT_OUTPUTS = ("cacc", "cfrc_int", "cfrc_ext")
+
+
+def reads_rne_outputs(views: dict[str, np.ndarray], data: mujoco.MjData) -> bool:
+    """Whether any of a task's views of ``data`` is (part of) an array mj_rnePostConstraint fills."""
+    outputs = [getattr(data, name) for name in RNE_POST_CONSTRAINT_OUTPUTS]
+    return any(np.shares_memory(view, out) for view in views.values() for out in outputs)
 
 
 def available_cores() -> int:
@@ -83,6 +92,7 @@ class CpuVecEnv(AutoResetVecEnv):
             for v, warnings in zip(views, (d.warning.number[BAD_STATE_WARNINGS] for d in self.datas), strict=True)
         ]
         self._x = np.zeros(n)  # the task's forward position after each env's last step or reset
+        self._rne = reads_rne_outputs(views[0], self.datas[0])
         threads = max(1, min(num_threads or cfg.num_threads or available_cores(), n))
         # the calling thread steps envs too, with threads - 1 helpers
         self._pool = ThreadPoolExecutor(threads - 1, thread_name_prefix="rlplast-mj") if threads > 1 else None
@@ -96,14 +106,16 @@ class CpuVecEnv(AutoResetVecEnv):
 
     def _step_envs(self, queue: Iterator[int]) -> None:
         """Step envs taken one by one from ``queue``, shared by all threads (dynamic balancing)."""
-        # the only per-env Python: a ctrl copy, two MuJoCo calls (GIL released) and the copies
+        # the only per-env Python: a ctrl copy, one or two MuJoCo calls (GIL released) and the copies
         step, rne, nsub = mujoco.mj_step, mujoco.mj_rnePostConstraint, self.spec.frame_skip
         models, datas, ctrl_views, ctrl, copies = self.models, self.datas, self._ctrl_views, self._ctrl, self._copies
+        with_rne = self._rne
         for n in queue:
             m, d = models[n], datas[n]
             ctrl_views[n][:] = ctrl[n]
             step(m, d, nsub)
-            rne(m, d)
+            if with_rne:
+                rne(m, d)
             for batch, view in copies[n]:
                 batch[n] = view
 

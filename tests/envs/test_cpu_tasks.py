@@ -135,3 +135,21 @@ def test_hopper_matches_the_gymnasium_env_with_the_wrapper():
             assert res.obs[i].tolist() == o.astype(np.float32).tolist()
             assert res.info["friction"][i].item() == pytest.approx(info["friction"], rel=1e-7)
     assert ends > 10 and len({float(f) for f in venv.clock.friction}) > 1
+
+
+@pytest.mark.parametrize(
+    ("env_id", "reads"),
+    [("Ant-v5", True), ("Humanoid-v5", True), ("HalfCheetah-v5", False), ("Hopper-v5", False), ("Walker2d-v5", False)],
+)
+def test_contact_forces_are_computed_only_for_tasks_that_read_them(env_id, reads):
+    # mj_rnePostConstraint fills cfrc_ext (Ant's and Humanoid's contact cost and observation); the
+    # others skip it, and the step-for-step match above shows that nothing else needed it
+    env = CpuVecEnv(EnvConfig(id=env_id), num_runs=1)
+    assert env._rne is reads
+    env.reset([0])
+    contact_forces = 0.0
+    for _ in range(15):  # Ant and Humanoid start in the air and land within about 10 steps
+        env.step(torch.zeros(1, env.act_dim))
+        contact_forces = max(contact_forces, np.abs(env.datas[0].cfrc_ext).sum())
+    assert (contact_forces > 0) if reads else (contact_forces == 0)
+    env.close()
