@@ -2,9 +2,11 @@
 
 * ``cpu``: the locomotion tasks of rlplast.envs.tasks on MuJoCo C in threads (rlplast.envs.cpu_mujoco).
 * ``gym``: any Gymnasium MuJoCo id, one Python env each (rlplast.envs.gym_vec).
-* ``warp``: Ant-v5 on mujoco_warp (rlplast.envs.warp_ant, imported only when asked for).
-* ``auto``: warp when the networks sit on CUDA and mujoco_warp sees it, for Ant; else cpu for the
-  ids of a task; else gym.
+* ``warp``: the tasks whose model mujoco_warp simulates, on mujoco_warp: Ant-v5 by its own kernels
+  (rlplast.envs.warp_ant), the others by the task's functions on torch (rlplast.envs.warp_mujoco);
+  imported only when asked for.
+* ``auto``: warp when the networks sit on CUDA and mujoco_warp sees it, for the ids warp runs;
+  else cpu for the ids of a task; else gym.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from rlplast.envs.tasks import TASKS
 from rlplast.envs.vec import ANT_IDS, EnvConfig, VecEnv
 
 BACKENDS = ("cpu", "gym", "warp", "auto")
+# Tasks whose model mujoco_warp cannot simulate, and why.
+WARP_UNSUPPORTED = {"Humanoid-v5": "humanoid.xml uses the PGS solver, which mujoco_warp does not implement"}
 # The ids each rebuilding backend supports.
-BACKEND_IDS = {"cpu": tuple(TASKS), "warp": ANT_IDS}
+BACKEND_IDS = {"cpu": tuple(TASKS), "warp": tuple(i for i in TASKS if i not in WARP_UNSUPPORTED)}
 
 
 def warp_available() -> bool:
@@ -45,6 +49,8 @@ def choose_backend(env_id: str, backend: str = "auto", device: str | torch.devic
         if env_id in BACKEND_IDS["warp"] and on_cuda and warp_available():
             return "warp"
         return "cpu" if env_id in BACKEND_IDS["cpu"] else "gym"
+    if backend == "warp" and env_id in WARP_UNSUPPORTED:
+        raise ValueError(f"backend 'warp' cannot run {env_id}: {WARP_UNSUPPORTED[env_id]} (use backend 'cpu')")
     if backend in BACKEND_IDS and env_id not in BACKEND_IDS[backend]:
         supported = ", ".join(BACKEND_IDS[backend])
         raise ValueError(f"backend {backend!r} supports env ids {supported}; got {env_id!r} (use backend 'gym')")
@@ -62,9 +68,13 @@ def make_vec_env(cfg: EnvConfig, num_runs: int, backend: str = "auto", device: s
     """
     backend = choose_backend(cfg.id, backend, device)
     if backend == "warp":
-        from rlplast.envs.warp_ant import WarpAntVecEnv
+        if cfg.id in ANT_IDS:
+            from rlplast.envs.warp_ant import WarpAntVecEnv  # Ant's own kernels: the fast path
 
-        return WarpAntVecEnv(cfg, num_runs, device)
+            return WarpAntVecEnv(cfg, num_runs, device)
+        from rlplast.envs.warp_mujoco import WarpTaskVecEnv
+
+        return WarpTaskVecEnv(cfg, num_runs, device)
     if backend == "cpu":
         if cfg.id in ANT_IDS:
             from rlplast.envs.cpu_ant import CpuAntVecEnv  # Ant's cpu env under its known name

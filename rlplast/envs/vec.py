@@ -19,8 +19,9 @@ tensors on its ``device``:
 
 Backends (built by rlplast.envs.factory.make_vec_env): ``cpu`` (the locomotion tasks of
 rlplast.envs.tasks on MuJoCo C, stepped in threads; rlplast.envs.cpu_mujoco), ``gym`` (any
-Gymnasium MuJoCo id; rlplast.envs.gym_vec), ``warp`` (Ant-v5 on mujoco_warp; rlplast.envs.warp_ant,
-imported only when asked for), ``auto`` (warp with CUDA and mujoco_warp on Ant, else cpu for the
+Gymnasium MuJoCo id; rlplast.envs.gym_vec), ``warp`` (the tasks mujoco_warp simulates, all but
+Humanoid: Ant-v5 by rlplast.envs.warp_ant, the others by rlplast.envs.warp_mujoco; imported only
+when asked for), ``auto`` (warp with CUDA and mujoco_warp for the ids warp runs, else cpu for the
 ids of a task, else gym).
 """
 
@@ -45,7 +46,7 @@ class EnvConfig(BaseModel):
 
     Attributes:
         id: a Gymnasium id; the ``cpu`` backend supports those of rlplast.envs.tasks.TASKS (Ant,
-            HalfCheetah, Hopper, Walker2d, Humanoid v5), ``warp`` ``Ant-v5``, ``gym`` any.
+            HalfCheetah, Hopper, Walker2d, Humanoid v5), ``warp`` those but Humanoid, ``gym`` any.
         kwargs: passed to the env (Ant-v5's keyword arguments); for Ant-v5
             ``include_cfrc_ext_in_observation`` defaults to False here (27-dim observation).
         friction: the friction schedule, mode and when changes apply.

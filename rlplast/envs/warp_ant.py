@@ -38,28 +38,23 @@ from torch import Tensor
 
 from rlplast.envs.seeding import check_seeds
 from rlplast.envs.vec import EnvConfig, StepResult, VecEnv
-from rlplast.envs.warp_model import contact_capacity, load_ant_model, parse_ant_spec
-from rlplast.envs.warp_runtime import GraphStep, import_warp, resolve_device, warp_available
+from rlplast.envs.warp_model import load_ant_model, parse_ant_spec
+from rlplast.envs.warp_runtime import (
+    GraphStep,
+    ScheduleTargets,
+    batched_simulator,
+    import_warp,
+    noise_keys,
+    raise_on_overflow,
+    resolve_device,
+    warp_available,
+)
 
 __all__ = ["SUPPORTED_IDS", "WarpAntVecEnv", "warp_available"]
 
 SUPPORTED_IDS = ("Ant-v5",)
-# Spawn-key tag of the device reset-noise keys (distinct from the schedule's stream).
-NOISE_STREAM = 0x3A2F
-# mujoco_warp overflow flags that mean a buffer was too small, and the setting to raise.
-BUFFER_SETTINGS = {"NEFC": "njmax", "NJMAX_NNZ": "njmax", "BROADPHASE": "nconmax", "NARROWPHASE": "nconmax"}
 # Per-world buffers that state_dict saves (besides the simulator's qpos, qvel, warm start, time).
 STATE_BUFFERS = ("x_prev", "ep_len", "ep_ret", "reset_count", "friction", "nonfinite")
-
-
-def noise_keys(seeds: Sequence[int], envs_per_run: int) -> list[int]:
-    """``[R * E]`` int32 keys of the device reset-noise streams, env e of run r from (seeds[r], e)."""
-    keys = []
-    for seed in seeds:
-        for e in range(envs_per_run):
-            seq = np.random.SeedSequence(int(seed), spawn_key=(NOISE_STREAM, e))
-            keys.append(int(seq.generate_state(1, np.uint32)[0].astype(np.int32)))
-    return keys
 
 
 class WarpAntVecEnv(VecEnv):
@@ -97,31 +92,17 @@ class WarpAntVecEnv(VecEnv):
         mjm = self.ant.mjm
         super().__init__(num_runs, cfg.envs_per_run, self.spec.obs_dim(mjm.nq, mjm.nv, mjm.nbody), mjm.nu, torch_device)
         self.cfg = cfg
-        worst_con, worst_rows = contact_capacity(mjm)
-        self.nconmax = int(nconmax or worst_con)
-        self.njmax = int(njmax or worst_rows)
-        on_cpu = torch_device.type == "cpu"
-        self.check_every = int(check_every or (1 if on_cpu else 100))
-        if self.check_every < 1:
-            raise ValueError(f"check_every must be >= 1, got {check_every}")
+        n = self.num_envs
+        self.model, self.data, sizes = batched_simulator(mjm, n, self.wp_device, nconmax, njmax, check_every)
+        self.nconmax, self.njmax, self.check_every = sizes["nconmax"], sizes["njmax"], sizes["check_every"]
         self._wp, self._mjw = wp, mjw
         self._K = importlib.import_module("rlplast.envs.warp_kernels")  # imports warp: only once it is there
-        n = self.num_envs
-        with wp.ScopedDevice(self.wp_device):
-            self.model = mjw.put_model(mjm, batch_sizes={"geom_friction": n})
-            self.model.opt.warn_overflow = 0  # no kernel prints: the check below raises instead
-            if torch_device.type == "cuda":
-                # solver early exit inside the graph needs conditional nodes (CUDA >= 12.4); without
-                # them every substep runs all opt.iterations solver iterations (correct, slower)
-                self.model.opt.graph_conditional = bool(wp.is_conditional_graph_supported())
-            self.data = mjw.make_data(mjm, nworld=n, nconmax=self.nconmax, njmax=self.njmax)
         self._alloc_buffers()
         self._task = self._make_task()
         self._worlds, self._out = self._make_structs()
         self._runner = GraphStep(wp, self.wp_device, torch_device, self._step_body, capture)
         self.seeds: list[int] = [0] * self.num_runs
         self.run_steps = np.zeros(self.num_runs, dtype=np.int64)
-        self._targets = np.full(self.num_runs, np.nan)
         self._since_check = 0
         self._started = False
         wp.synchronize_device(self.wp_device)
@@ -135,11 +116,12 @@ class WarpAntVecEnv(VecEnv):
         def zeros(*shape: int, dtype: torch.dtype = f32) -> Tensor:
             return torch.zeros(shape, dtype=dtype, device=dev)
 
+        self._targets = ScheduleTargets(self.cfg.friction.schedule, self.num_runs, dev)
         self._t: dict[str, Tensor] = {
+            "target": self._targets.target,
             "actions": zeros(n, self.act_dim),
             "ctrl_cost": zeros(n),
             "bad_action": zeros(n, dtype=i32),
-            "target": zeros(self.num_runs),
             "friction": zeros(n),
             "rng_key": zeros(n, dtype=i32),
             "reset_count": zeros(n, dtype=i32),
@@ -219,16 +201,7 @@ class WarpAntVecEnv(VecEnv):
     # ---- host side: schedule, checks -------------------------------------------------------------
 
     def _upload_targets(self) -> None:
-        """Evaluate each run's schedule at its step count; copy to the device if it changed."""
-        schedule = self.cfg.friction.schedule
-        targets = np.array([schedule.at(s, int(t)) for s, t in zip(self.seeds, self.run_steps, strict=True)])
-        if not np.array_equal(targets, self._targets):
-            host = torch.tensor(targets, dtype=torch.float32)
-            if self.device.type == "cuda":
-                # pinned + non_blocking: no host sync (torch keeps the block until the copy is done)
-                host = host.pin_memory()
-            self._t["target"].copy_(host, non_blocking=True)
-            self._targets = targets
+        self._targets.update(self.seeds, self.run_steps)
 
     def check_device(self) -> None:
         """Raise now on a buffer overflow or non-finite actions flagged on the device (a host sync).
@@ -238,16 +211,8 @@ class WarpAntVecEnv(VecEnv):
         self._since_check = 0
         flags = self._sim["overflow"].cpu().numpy()
         bad_actions = self._t["bad_action"].cpu().numpy()
-        mjw = self._mjw
-        for name, setting in BUFFER_SETTINGS.items():
-            worlds = np.flatnonzero(flags & int(getattr(mjw.OverflowType, name)))
-            if worlds.size:
-                value = getattr(self, setting)
-                raise RuntimeError(
-                    f"mujoco_warp {name} overflow in worlds {worlds[:10].tolist()}: the {setting} buffer "
-                    f"({value} per world) is too small; raise it, WarpAntVecEnv(..., {setting}=...). Results of "
-                    f"the last {self.check_every} step(s) are invalid."
-                )
+        sizes = {"nconmax": self.nconmax, "njmax": self.njmax}
+        raise_on_overflow(self._mjw, flags, sizes, type(self).__name__, self.check_every)
         if bad_actions.any():
             bad = np.flatnonzero(bad_actions)[:10].tolist()
             raise ValueError(
@@ -277,7 +242,7 @@ class WarpAntVecEnv(VecEnv):
             self._t[key].zero_()
         self._sim["overflow"].zero_()
         self._t["rng_key"].copy_(torch.tensor(noise_keys(seeds, self.envs_per_run), dtype=torch.int32))
-        self._targets[:] = np.nan
+        self._targets.forget()
         self._upload_targets()
         with self._runner.on_torch_stream():
             self._wp.launch(
@@ -363,7 +328,7 @@ class WarpAntVecEnv(VecEnv):
         self.run_steps[:] = np.asarray(state["run_steps"])
         self._run_steps_dev.copy_(torch.as_tensor(self.run_steps))
         self._t["rng_key"].copy_(torch.tensor(noise_keys(self.seeds, self.envs_per_run), dtype=torch.int32))
-        self._targets[:] = np.nan
+        self._targets.forget()
         self._upload_targets()
         with self._runner.on_torch_stream():
             self._wp.launch(self._K.write_friction, self.num_envs, inputs=[self._worlds])

@@ -1,7 +1,9 @@
-"""Warp's side of the GPU backend: importing it with a useful error, choosing the device, and
-running one env step as a captured graph (CUDA graph on a GPU, Warp's replay on the CPU).
+"""Warp's side of the GPU backends: importing it with a useful error, choosing the device,
+running one env step as a captured graph (CUDA graph on a GPU, Warp's replay on the CPU), and
+what both warp backends keep on the host: the reset-noise keys, the friction targets of each
+run's schedule, and the buffer-overflow check.
 
-Nothing here knows about Ant; ``warp_ant`` uses it.
+Nothing here knows about a task; ``warp_ant`` and ``warp_mujoco`` use it.
 """
 
 from __future__ import annotations
@@ -9,13 +11,21 @@ from __future__ import annotations
 import contextlib
 import importlib
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from rlplast.envs.schedules import ScheduleConfig
+
 INSTALL_HINT = "pip install 'rlplast[gpu]'"
+# Spawn-key tag of the device reset-noise keys (distinct from the schedule's stream).
+NOISE_STREAM = 0x3A2F
+# mujoco_warp overflow flags that mean a buffer was too small, and the setting to raise.
+BUFFER_SETTINGS = {"NEFC": "njmax", "NJMAX_NNZ": "njmax", "BROADPHASE": "nconmax", "NARROWPHASE": "nconmax"}
 
 
 def import_warp() -> tuple[ModuleType, ModuleType]:
@@ -146,3 +156,100 @@ class GraphStep:
         """Drop the graph (it is captured again on the next call but one)."""
         self.graph = None
         self._calls = 0
+
+
+def noise_keys(seeds: Sequence[int], envs_per_run: int) -> list[int]:
+    """``[R * E]`` int32 keys of the device reset-noise streams, env e of run r from (seeds[r], e)."""
+    keys = []
+    for seed in seeds:
+        for e in range(envs_per_run):
+            seq = np.random.SeedSequence(int(seed), spawn_key=(NOISE_STREAM, e))
+            keys.append(int(seq.generate_state(1, np.uint32)[0].astype(np.int32)))
+    return keys
+
+
+class ScheduleTargets:
+    """Each run's scheduled friction at its step count, kept in ``target [R]`` on the device.
+
+    The host evaluates R schedules per step (``schedule.at``) and copies them to the device only
+    when one changed, without waiting for the device.
+    """
+
+    def __init__(self, schedule: ScheduleConfig, num_runs: int, device: torch.device):
+        self.schedule = schedule
+        self.device = device
+        self.target = torch.zeros(num_runs, dtype=torch.float32, device=device)
+        self._host = np.full(num_runs, np.nan)
+
+    def forget(self) -> None:
+        """Upload at the next :meth:`update` whatever the values (after a reset or a load)."""
+        self._host[:] = np.nan
+
+    def update(self, seeds: Sequence[int], run_steps: np.ndarray) -> None:
+        """Evaluate each run's schedule at ``run_steps [R]``; copy to the device if it changed."""
+        targets = np.array([self.schedule.at(s, int(t)) for s, t in zip(seeds, run_steps, strict=True)])
+        if not np.array_equal(targets, self._host):
+            host = torch.tensor(targets, dtype=torch.float32)
+            if self.device.type == "cuda":
+                # pinned + non_blocking: no host sync (torch keeps the block until the copy is done)
+                host = host.pin_memory()
+            self.target.copy_(host, non_blocking=True)
+            self._host = targets
+
+
+def raise_on_overflow(mjw: ModuleType, flags: np.ndarray, sizes: dict[str, int], env: str, since: int) -> None:
+    """Raise a RuntimeError naming the setting to raise if mujoco_warp flagged a buffer overflow.
+
+    Args:
+        mjw: the mujoco_warp module. flags: ``[N]`` the data's ``overflow`` bit flags.
+        sizes: the env's ``nconmax`` and ``njmax``. env: the env class's name, for the message.
+        since: env steps since the previous check (whose results are not to be trusted).
+    """
+    for name, setting in BUFFER_SETTINGS.items():
+        worlds = np.flatnonzero(flags & int(getattr(mjw.OverflowType, name)))
+        if worlds.size:
+            raise RuntimeError(
+                f"mujoco_warp {name} overflow in worlds {worlds[:10].tolist()}: the {setting} buffer "
+                f"({sizes[setting]} per world) is too small; raise it, {env}(..., {setting}=...). Results of "
+                f"the last {since} step(s) are invalid."
+            )
+
+
+def batched_simulator(
+    mjm: Any, nworld: int, wp_device: str, nconmax: int | None, njmax: int | None, check_every: int | None
+) -> tuple[Any, Any, dict[str, int]]:
+    """mujoco_warp's Model (``geom_friction`` per world) and Data of ``nworld`` worlds of ``mjm``.
+
+    Args:
+        mjm: the host model. nworld: N. wp_device: Warp's device name.
+        nconmax, njmax: contacts (pooled over worlds) and constraint rows per world; default: the
+            model's worst case (rlplast.envs.warp_model.contact_capacity), which cannot overflow.
+        check_every: env steps between device checks; default 1 on the CPU, 100 on CUDA.
+
+    Returns:
+        ``(model, data, sizes)``, sizes holding the ``nconmax``, ``njmax`` and ``check_every`` used.
+
+    Raises:
+        NotImplementedError: mujoco_warp does not support the model (its message says what).
+    """
+    from rlplast.envs.warp_model import contact_capacity
+
+    wp, mjw = import_warp()
+    worst_con, worst_rows = contact_capacity(mjm)
+    on_cuda = wp_device.startswith("cuda")
+    sizes = {
+        "nconmax": int(nconmax or worst_con),
+        "njmax": int(njmax or worst_rows),
+        "check_every": int(check_every or (100 if on_cuda else 1)),
+    }
+    if sizes["check_every"] < 1:
+        raise ValueError(f"check_every must be >= 1, got {check_every}")
+    with wp.ScopedDevice(wp_device):
+        model = mjw.put_model(mjm, batch_sizes={"geom_friction": nworld})
+        model.opt.warn_overflow = 0  # no kernel prints: the envs' device check raises instead
+        if on_cuda:
+            # solver early exit inside the graph needs conditional nodes (CUDA >= 12.4); without
+            # them every substep runs all opt.iterations solver iterations (correct, slower)
+            model.opt.graph_conditional = bool(wp.is_conditional_graph_supported())
+        data = mjw.make_data(mjm, nworld=nworld, nconmax=sizes["nconmax"], njmax=sizes["njmax"])
+    return model, data, sizes

@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from rlplast.envs.cpu_ant import CpuAntVecEnv
 from rlplast.envs.cpu_mujoco import CpuVecEnv
+from rlplast.envs.factory import choose_backend
 from rlplast.envs.gym_vec import GymVecEnv
 from rlplast.envs.schedules import PiecewiseSchedule
 from rlplast.envs.vec import EnvConfig, make_vec_env
@@ -52,8 +53,10 @@ def test_factory_backends_and_errors(tmp_path, monkeypatch):
         make_vec_env(EnvConfig(), num_runs=1, backend="gpu")
     with pytest.raises(ValueError, match=r"backend 'cpu' supports env ids Ant-v5, .*Humanoid-v5; .*use backend 'gym'"):
         make_vec_env(EnvConfig(id="InvertedPendulum-v5"), num_runs=1, backend="cpu")
-    with pytest.raises(ValueError, match="backend 'warp' supports env ids Ant-v5; got 'Hopper-v5'"):
-        make_vec_env(EnvConfig(id="Hopper-v5"), num_runs=1, backend="warp")
+    with pytest.raises(ValueError, match=r"backend 'warp' supports env ids Ant-v5, .*Walker2d-v5; got 'Reacher-v5'"):
+        make_vec_env(EnvConfig(id="Reacher-v5"), num_runs=1, backend="warp")
+    with pytest.raises(ValueError, match=r"backend 'warp' cannot run Humanoid-v5: .*PGS solver.*use backend 'cpu'"):
+        make_vec_env(EnvConfig(id="Humanoid-v5"), num_runs=1, backend="warp")
     with pytest.raises(ValueError, match="num_runs must be >= 1"):
         make_vec_env(EnvConfig(), num_runs=0, backend="cpu")
     with pytest.raises(TypeError, match="MuJoCo env"):
@@ -65,11 +68,18 @@ def test_warp_backend_is_imported_lazily(monkeypatch):
     fake = types.ModuleType("rlplast.envs.warp_ant")
     fake.WarpAntVecEnv = lambda cfg, num_runs, device: made.append((cfg, num_runs, device)) or "warp-env"
     monkeypatch.setitem(sys.modules, "rlplast.envs.warp_ant", fake)
-    cfg = EnvConfig()
+    generic = types.ModuleType("rlplast.envs.warp_mujoco")
+    generic.WarpTaskVecEnv = lambda cfg, num_runs, device: made.append((cfg, num_runs, device)) or "warp-task-env"
+    monkeypatch.setitem(sys.modules, "rlplast.envs.warp_mujoco", generic)
+    cfg, hopper = EnvConfig(), EnvConfig(id="Hopper-v5")
     assert make_vec_env(cfg, 3, backend="warp", device="cuda:1") == "warp-env"
-    assert made == [(cfg, 3, "cuda:1")]
+    assert make_vec_env(hopper, 1, backend="warp", device="cuda:1") == "warp-task-env"
+    assert made == [(cfg, 3, "cuda:1"), (hopper, 1, "cuda:1")]
     monkeypatch.setattr("rlplast.envs.factory.warp_available", lambda: True)
     assert make_vec_env(cfg, 2, backend="auto", device="cuda") == "warp-env"
+    assert make_vec_env(hopper, 2, backend="auto", device="cuda") == "warp-task-env"
+    # Humanoid stays on the cpu backend (mujoco_warp cannot simulate its model)
+    assert choose_backend("Humanoid-v5", "auto", "cuda") == "cpu"
     # on a CPU device, auto keeps the (much faster) MuJoCo C backend even where warp is installed
     cpu_env = make_vec_env(cfg, 1, backend="auto", device="cpu")
     assert type(cpu_env).__name__ == "CpuAntVecEnv"
