@@ -235,17 +235,17 @@ def batched_simulator(
     from rlplast.envs.warp_model import contact_capacity
 
     wp, mjw = import_warp()
-    worst_con, worst_rows = contact_capacity(mjm)
     on_cuda = wp_device.startswith("cuda")
-    sizes = {
-        "nconmax": int(nconmax or worst_con),
-        "njmax": int(njmax or worst_rows),
-        "check_every": int(check_every or (100 if on_cuda else 1)),
-    }
-    if sizes["check_every"] < 1:
-        raise ValueError(f"check_every must be >= 1, got {check_every}")
     with wp.ScopedDevice(wp_device):
-        model = mjw.put_model(mjm, batch_sizes={"geom_friction": nworld})
+        model = mjw.put_model(mjm, batch_sizes={"geom_friction": nworld})  # first: says what it cannot do
+        worst_con, worst_rows = contact_capacity(mjm)
+        sizes = {
+            "nconmax": int(nconmax or worst_con),
+            "njmax": int(njmax or worst_rows),
+            "check_every": int(check_every or (100 if on_cuda else 1)),
+        }
+        if sizes["check_every"] < 1:
+            raise ValueError(f"check_every must be >= 1, got {check_every}")
         model.opt.warn_overflow = 0  # no kernel prints: the envs' device check raises instead
         if on_cuda:
             # solver early exit inside the graph needs conditional nodes (CUDA >= 12.4); without

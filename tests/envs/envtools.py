@@ -1,4 +1,6 @@
-"""Helpers of the env tests: a busy config and seeded random actions."""
+"""Helpers of the env tests: a busy config, seeded random actions, and the exact-resume check."""
+
+import io
 
 import numpy as np
 import torch
@@ -16,3 +18,30 @@ def random_actions(num_envs: int, steps: int, seed: int = 0, scale: float = 1.5,
     """``steps`` float32 action batches ``[num_envs, dim]`` drawn U(-scale, scale) (beyond [-1, 1] too)."""
     rng = np.random.default_rng(seed)
     return [torch.from_numpy(rng.uniform(-scale, scale, size=(num_envs, dim)).astype(np.float32)) for _ in range(steps)]
+
+
+def outputs(res) -> list[torch.Tensor]:
+    """Every tensor of a StepResult."""
+    return [res.obs, res.reward, res.terminated, res.truncated, *res.info.values()]
+
+
+def check_resumes_exactly(envs: list, seeds: list[int], actions: list[torch.Tensor]) -> None:
+    """Two envs of one config: the first steps half of ``actions`` from ``seeds`` and saves; the
+    second loads that (through a file, as a checkpoint: ``torch.load(weights_only=True)``), and
+    so does the first again, in place (under its captured graphs, on warp); all three then give
+    the same outputs, bit for bit, over the other half, with a time limit crossed (resets and
+    their noise continue too)."""
+    half = len(actions) // 2
+    envs[0].reset(seeds)
+    for a in actions[:half]:
+        envs[0].step(a)
+    buffer = io.BytesIO()
+    torch.save(envs[0].state_dict(), buffer)
+    envs[1].load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True))
+    first, second = ([env.step(a) for a in actions[half:]] for env in envs)
+    envs[0].load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True))
+    third = [envs[0].step(a) for a in actions[half:]]
+    for a, b, c in zip(first, second, third, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(outputs(a), outputs(b), strict=True))
+        assert all(torch.equal(x, y) for x, y in zip(outputs(a), outputs(c), strict=True))
+    assert any(r.truncated.any() for r in first)

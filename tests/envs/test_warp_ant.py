@@ -13,8 +13,6 @@ every state agrees.
 
 from __future__ import annotations
 
-import io
-
 import gymnasium as gym
 import mujoco
 import numpy as np
@@ -29,6 +27,7 @@ from rlplast.envs.friction import FrictionConfig, FrictionSetter
 from rlplast.envs.vec import EnvConfig, make_vec_env
 from rlplast.envs.warp_ant import WarpAntVecEnv
 from rlplast.envs.warp_model import contact_capacity, load_ant_model, parse_ant_spec
+from tests.envs.envtools import check_resumes_exactly
 
 pytestmark = pytest.mark.warp
 
@@ -61,11 +60,6 @@ def c_step_is_steep(model: mujoco.MjModel, state: tuple, frame_skip: int = 5) ->
         mujoco.mj_step(model, data)
         steep |= has_steep_capsule_contact(model, data)
     return steep
-
-
-def outputs(res) -> list[torch.Tensor]:
-    """Every tensor of a StepResult."""
-    return [res.obs, res.reward, res.terminated, res.truncated, *res.info.values()]
 
 
 def gym_step(env: gym.Env, state: tuple):
@@ -295,24 +289,9 @@ def test_reset_noise_has_ant_v5_distribution_and_depends_on_the_run_only():
 def test_state_dict_continues_exactly():
     friction = {"schedule": {"kind": "piecewise", "every": 7}}
     cfg = EnvConfig(friction=friction, envs_per_run=2, max_episode_steps=4)
-    envs = [WarpAntVecEnv(cfg, num_runs=2, device="cpu") for _ in range(2)]
     gen = torch.Generator().manual_seed(2)
     actions = [torch.rand(4, 8, generator=gen) * 2 - 1 for _ in range(10)]
-    envs[0].reset([1, 2])
-    for a in actions[:5]:
-        envs[0].step(a)
-    # through a file, as a checkpoint: torch.load(weights_only=True) must accept it
-    buffer = io.BytesIO()
-    torch.save(envs[0].state_dict(), buffer)
-    envs[1].load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True))
-    first, second = ([env.step(a) for a in actions[5:]] for env in envs)
-    # and loading in place under an env's captured graph replays the same
-    envs[0].load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True))
-    third = [envs[0].step(a) for a in actions[5:]]
-    for a, b, c in zip(first, second, third, strict=True):
-        assert all(torch.equal(x, y) for x, y in zip(outputs(a), outputs(b), strict=True))
-        assert all(torch.equal(x, y) for x, y in zip(outputs(a), outputs(c), strict=True))
-    assert any(r.truncated.any() for r in first)  # resets and their noise crossed the save point
+    check_resumes_exactly([WarpAntVecEnv(cfg, num_runs=2, device="cpu") for _ in range(2)], [1, 2], actions)
 
 
 @pytest.mark.parametrize(("setting", "value"), [("njmax", 2), ("nconmax", 1)])
