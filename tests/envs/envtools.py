@@ -5,6 +5,8 @@ import io
 import numpy as np
 import torch
 
+from rlplast.envs.clock import FrictionClock
+
 # A short schedule, episodes that end often (narrow healthy range) and a short time limit, so
 # that friction changes, terminations and truncations all happen within a few hundred steps.
 BUSY = {
@@ -45,3 +47,28 @@ def check_resumes_exactly(envs: list, seeds: list[int], actions: list[torch.Tens
         assert all(torch.equal(x, y) for x, y in zip(outputs(a), outputs(b), strict=True))
         assert all(torch.equal(x, y) for x, y in zip(outputs(a), outputs(c), strict=True))
     assert any(r.truncated.any() for r in first)
+
+
+def check_friction_follows_clock(envs: list, actions: list[torch.Tensor], geom_sliding, own: torch.Tensor) -> None:
+    """Two warp envs of one config (a cycle schedule of 0.5, 1.0, 1.5), captured and with plain
+    launches: every step's friction and run steps are FrictionClock's, each world's sliding
+    frictions ``geom_sliding(env) [N, G]`` are its friction x ``own [G]``, both envs agree bit for
+    bit, and every value of the cycle is met."""
+    env, plain = envs
+    clock = FrictionClock(env.cfg.friction, num_runs=env.num_runs, envs_per_run=env.envs_per_run)
+    seeds = list(range(5, 5 + env.num_runs))
+    for e in envs:
+        e.reset(seeds)
+    clock.reset(seeds)
+    seen = set()
+    for a in actions:
+        res, ref = env.step(a), plain.step(a)
+        clock.tick()
+        clock.episode_end((res.terminated | res.truncated).numpy())
+        np.testing.assert_allclose(res.info["friction"].numpy(), clock.friction, rtol=1e-6)
+        assert res.info["run_steps"].tolist() == clock.run_steps.tolist()
+        seen.update(res.info["friction"].tolist())
+        assert all(torch.equal(x, y) for x, y in zip(outputs(res), outputs(ref), strict=True))
+        sliding = geom_sliding(env)
+        torch.testing.assert_close(sliding, (res.info["friction"][:, None] * own).expand_as(sliding))
+    assert seen == {0.5, 1.0, 1.5}

@@ -22,12 +22,11 @@ import torch
 pytest.importorskip("mujoco_warp")
 
 from rlplast.envs import ant_math, warp_ant, warp_runtime
-from rlplast.envs.clock import FrictionClock
 from rlplast.envs.friction import FrictionConfig, FrictionSetter
 from rlplast.envs.vec import EnvConfig, make_vec_env
 from rlplast.envs.warp_ant import WarpAntVecEnv
 from rlplast.envs.warp_model import contact_capacity, load_ant_model, parse_ant_spec
-from tests.envs.envtools import check_resumes_exactly
+from tests.envs.envtools import check_friction_follows_clock, check_resumes_exactly
 
 pytestmark = pytest.mark.warp
 
@@ -240,32 +239,12 @@ def test_friction_schedule_follows_the_cpu_backends_clock(apply):
     # every 3 steps, so the two apply modes give different sequences
     friction = FrictionConfig(schedule={"kind": "cycle", "values": [0.5, 1.0, 1.5], "every": 5}, apply=apply)
     cfg = EnvConfig(friction=friction, envs_per_run=2, max_episode_steps=3)
-    env = WarpAntVecEnv(cfg, num_runs=2, device="cpu")
-    plain = WarpAntVecEnv(cfg, num_runs=2, device="cpu", capture=False)
-    clock = FrictionClock(friction, num_runs=2, envs_per_run=2)
-    seeds = [5, 7]
-    for e in (env, plain):
-        e.reset(seeds)
-    clock.reset(seeds)
+    envs = [WarpAntVecEnv(cfg, num_runs=2, device="cpu", capture=capture) for capture in (True, False)]
+    wp = warp_runtime.import_warp()[0]
     gen = torch.Generator().manual_seed(1)
-    seen = set()
-    for _ in range(12):
-        actions = torch.rand(4, 8, generator=gen) * 2 - 1
-        res, ref = env.step(actions), plain.step(actions)
-        clock.tick()
-        clock.episode_end((res.terminated | res.truncated).numpy())
-        np.testing.assert_allclose(res.info["friction"].numpy(), clock.friction, rtol=1e-6)
-        assert res.info["run_steps"].tolist() == clock.run_steps.tolist()
-        seen.update(res.info["friction"].tolist())
-        # the captured graph and plain launches compute the same, bit for bit
-        for a, b in zip(
-            (res.obs, res.reward, *res.info.values()), (ref.obs, ref.reward, *ref.info.values()), strict=True
-        ):
-            assert torch.equal(a, b)
-        wp = warp_runtime.import_warp()[0]
-        geom = wp.to_torch(env.model.geom_friction)[:, :, 0]
-        assert torch.equal(geom, res.info["friction"][:, None].expand_as(geom))
-    assert seen == {0.5, 1.0, 1.5}
+    actions = [torch.rand(4, 8, generator=gen) * 2 - 1 for _ in range(12)]
+    sliding = lambda env: wp.to_torch(env.model.geom_friction)[:, :, 0]  # noqa: E731
+    check_friction_follows_clock(envs, actions, sliding, torch.ones(1))
 
 
 def test_reset_noise_has_ant_v5_distribution_and_depends_on_the_run_only():
