@@ -12,6 +12,10 @@ Each repeat times ``steps`` env steps between two device syncs; the table gives 
 repeats of env steps per second (worlds x env steps / seconds). Goal on an H100: at least 1M env
 steps/s of ``sim`` at 4096 worlds.
 
+On CUDA the table also gives the GPU memory of each world count: torch's peak allocation while
+it ran (the env's torch buffers) and what Warp's memory pool holds after the runs (mujoco_warp's
+model and data); the two allocators are separate, so the env's total is their sum.
+
 Run: ``python -m rlplast.bench.warp`` (CUDA: 1024, 4096 and 16384 worlds), or for a functional
 check on Warp's CPU device: ``python -m rlplast.bench.warp --device cpu --worlds 4 --steps 5``.
 """
@@ -19,6 +23,8 @@ check on Warp's CPU device: ``python -m rlplast.bench.warp --device cpu --worlds
 from __future__ import annotations
 
 import argparse
+import gc
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +33,7 @@ import torch
 
 from rlplast.envs.vec import EnvConfig
 from rlplast.envs.warp_ant import WarpAntVecEnv
-from rlplast.envs.warp_runtime import warp_available
+from rlplast.envs.warp_runtime import import_warp, warp_available
 
 DEFAULT_WORLDS = (1024, 4096, 16384)
 
@@ -43,6 +49,16 @@ def _timed(run: Callable[[], None], steps: int, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def _warp_pool_mib(wp_device: str) -> float:
+    """MiB in use in Warp's memory pool of ``wp_device``; NaN where it cannot be read (the CPU, a
+    device or Warp version without pools)."""
+    try:
+        wp = import_warp()[0]
+        return wp.get_mempool_used_mem_current(wp_device) / 2**20
+    except Exception:  # not an error of the benchmark: the column says n/a
+        return math.nan
+
+
 def measure(
     worlds: int,
     steps: int = 200,
@@ -55,8 +71,14 @@ def measure(
     """Throughput of ``worlds`` Ant worlds (one run of ``worlds`` envs, the default schedule).
 
     Returns:
-        ``{"worlds", "sim", "vecenv"}``: the world count and the median env steps/s of each variant.
+        ``{"worlds", "sim", "vecenv", "torch_mib", "warp_mib"}``: the world count, the median env
+        steps/s of each variant, and on CUDA the GPU memory (see the module doc; NaN on the CPU).
     """
+    cuda = torch.device(device).type == "cuda"
+    if cuda:  # the previous world count's env is gone: the peak is this one's
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
     cfg = EnvConfig(envs_per_run=worlds)
     env = WarpAntVecEnv(cfg, num_runs=1, device=device, nconmax=nconmax, njmax=njmax)
     try:
@@ -71,20 +93,24 @@ def measure(
             for name, run in variants.items():
                 rates[name].append(worlds * steps / _timed(run, steps, env.device))
         env.check_device()  # an overflow during the runs would invalidate them
+        torch_mib = torch.cuda.max_memory_allocated(env.device) / 2**20 if cuda else math.nan
+        warp_mib = _warp_pool_mib(env.wp_device) if cuda else math.nan
     finally:
         env.close()
-    return {"worlds": worlds, **{name: statistics.median(r) for name, r in rates.items()}}
+    medians = {name: statistics.median(r) for name, r in rates.items()}
+    return {"worlds": worlds, **medians, "torch_mib": torch_mib, "warp_mib": warp_mib}
 
 
 def format_table(rows: Sequence[dict[str, float]], device: str) -> str:
-    """A plain-text table of :func:`measure` rows."""
+    """A plain-text table of :func:`measure` rows (memory ``n/a`` where not measured)."""
     lines = [
         f"warp backend, Ant-v5, device {device}: env steps per second (median over repeats)",
-        f"{'worlds':>8} {'sim':>14} {'vecenv':>14} {'ms/batch step':>14}",
+        f"{'worlds':>8} {'sim':>14} {'vecenv':>14} {'ms/batch step':>14} {'torch MiB':>10} {'Warp MiB':>10}",
     ]
     for row in rows:
         ms = 1e3 * row["worlds"] / row["sim"]
-        lines.append(f"{row['worlds']:>8d} {row['sim']:>14,.0f} {row['vecenv']:>14,.0f} {ms:>14.3f}")
+        mib = [f"{m:>10,.0f}" if not math.isnan(m) else f"{'n/a':>10}" for m in (row["torch_mib"], row["warp_mib"])]
+        lines.append(f"{row['worlds']:>8d} {row['sim']:>14,.0f} {row['vecenv']:>14,.0f} {ms:>14.3f} {' '.join(mib)}")
     return "\n".join(lines)
 
 
@@ -103,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = [
         measure(n, args.steps, args.repeats, args.device, nconmax=args.nconmax, njmax=args.njmax) for n in args.worlds
     ]
-    print(format_table(rows, args.device))
+    cuda = args.device.startswith("cuda")
+    print(format_table(rows, f"{args.device} ({torch.cuda.get_device_name(args.device)})" if cuda else args.device))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,20 @@
-"""Helpers of the env tests: a busy config, seeded random actions, and the exact-resume check."""
+"""Helpers of the env tests: a busy config, seeded random actions, the exact-resume check, and the
+device of the warp simulators under test."""
 
 import io
+import os
 
 import numpy as np
 import torch
 
 from rlplast.envs.clock import FrictionClock
+from rlplast.envs.vec import StepResult
+
+# The device of every warp simulator under test (tests/envs/test_warp_*.py): Warp's CPU device,
+# or a CUDA GPU with RLPLAST_WARP_TEST_DEVICE=cuda (scripts/gpu_check.sh), for the same checks
+# against MuJoCo C with the same tolerances (mujoco_warp computes in float32 on either device).
+# The tests of the errors for a device (meta, cuda without a GPU) name theirs.
+WARP_DEVICE = os.environ.get("RLPLAST_WARP_TEST_DEVICE", "cpu")
 
 # A short schedule, episodes that end often (narrow healthy range) and a short time limit, so
 # that friction changes, terminations and truncations all happen within a few hundred steps.
@@ -20,6 +29,12 @@ def random_actions(num_envs: int, steps: int, seed: int = 0, scale: float = 1.5,
     """``steps`` float32 action batches ``[num_envs, dim]`` drawn U(-scale, scale) (beyond [-1, 1] too)."""
     rng = np.random.default_rng(seed)
     return [torch.from_numpy(rng.uniform(-scale, scale, size=(num_envs, dim)).astype(np.float32)) for _ in range(steps)]
+
+
+def on_cpu(res: StepResult) -> StepResult:
+    """``res`` with every tensor on the CPU, to compare with numpy (a no-op on Warp's CPU device)."""
+    info = {key: value.cpu() for key, value in res.info.items()}
+    return StepResult(res.obs.cpu(), res.reward.cpu(), res.terminated.cpu(), res.truncated.cpu(), info)
 
 
 def outputs(res) -> list[torch.Tensor]:
@@ -64,11 +79,12 @@ def check_friction_follows_clock(envs: list, actions: list[torch.Tensor], geom_s
     for a in actions:
         res, ref = env.step(a), plain.step(a)
         clock.tick()
-        clock.episode_end((res.terminated | res.truncated).numpy())
-        np.testing.assert_allclose(res.info["friction"].numpy(), clock.friction, rtol=1e-6)
+        clock.episode_end((res.terminated | res.truncated).cpu().numpy())
+        np.testing.assert_allclose(res.info["friction"].cpu().numpy(), clock.friction, rtol=1e-6)
         assert res.info["run_steps"].tolist() == clock.run_steps.tolist()
         seen.update(res.info["friction"].tolist())
         assert all(torch.equal(x, y) for x, y in zip(outputs(res), outputs(ref), strict=True))
         sliding = geom_sliding(env)
-        torch.testing.assert_close(sliding, (res.info["friction"][:, None] * own).expand_as(sliding))
+        expected = res.info["friction"][:, None] * own.to(sliding.device)
+        torch.testing.assert_close(sliding, expected.expand_as(sliding))
     assert seen == {0.5, 1.0, 1.5}

@@ -1,4 +1,5 @@
-"""The warp backend on Warp's CPU device, checked against Gymnasium's Ant-v5 on MuJoCo C.
+"""The warp backend on Warp's CPU device (or the device RLPLAST_WARP_TEST_DEVICE names, see
+tests/envs/envtools.py), checked against Gymnasium's Ant-v5 on MuJoCo C.
 
 Kernel compiles are cached by Warp (under the user's cache directory); worlds are few and steps
 are one or a handful, so the file stays within a few minutes on a cold cache.
@@ -26,7 +27,7 @@ from rlplast.envs.friction import FrictionConfig, FrictionSetter
 from rlplast.envs.vec import EnvConfig, make_vec_env
 from rlplast.envs.warp_ant import WarpAntVecEnv
 from rlplast.envs.warp_model import contact_capacity, load_ant_model, parse_ant_spec
-from tests.envs.envtools import check_friction_follows_clock, check_resumes_exactly
+from tests.envs.envtools import WARP_DEVICE, check_friction_follows_clock, check_resumes_exactly, on_cpu
 
 pytestmark = pytest.mark.warp
 
@@ -93,15 +94,16 @@ def states(gym_ant) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def ant(states) -> WarpAntVecEnv:
-    """One world per state, friction 1.0, 105-dim observation, episodes of 3 steps."""
+    """One world per state, friction 1.0, 105-dim observation, episodes of 3 steps; device checks
+    every step (the default on the CPU; on CUDA, so that non-finite actions raise at once)."""
     cfg = EnvConfig(kwargs=FULL_OBS, friction=CONSTANT, max_episode_steps=3)
-    return WarpAntVecEnv(cfg, num_runs=len(states), device="cpu")
+    return WarpAntVecEnv(cfg, num_runs=len(states), device=WARP_DEVICE, check_every=1)
 
 
 def step_from(env: WarpAntVecEnv, states: list[tuple]):
     env.reset(list(range(env.num_runs)))
     env.set_state(*(f32([s[k] for s in states]) for k in range(3)))
-    return env.step(f32([s[3] for s in states]))
+    return on_cpu(env.step(f32([s[3] for s in states])))
 
 
 def test_capacity_is_ants_worst_case():
@@ -137,7 +139,7 @@ def test_elliptic_cones_match_mujoco_c_on_every_state(states, gym_ant, monkeypat
         return ant_model
 
     monkeypatch.setattr(warp_ant, "load_ant_model", elliptic)
-    env = WarpAntVecEnv(EnvConfig(kwargs=FULL_OBS, friction=CONSTANT), num_runs=len(states), device="cpu")
+    env = WarpAntVecEnv(EnvConfig(kwargs=FULL_OBS, friction=CONSTANT), num_runs=len(states), device=WARP_DEVICE)
     res = step_from(env, states)
     model = gym_ant.unwrapped.model
     cone = model.opt.cone
@@ -161,11 +163,11 @@ def test_kernels_match_ant_math_on_identical_states(ant, states):
     x_before = f32([s[0][:2] for s in states])[:, 0].numpy()
     res = step_from(ant, [tuple(s) for s in states])
     wp = warp_runtime.import_warp()[0]
-    x_after = wp.to_torch(ant.data.xpos)[:, ant.ant.main_body, 0].numpy()
-    cfrc = wp.to_torch(ant.data.cfrc_ext).numpy()
+    x_after = wp.to_torch(ant.data.xpos)[:, ant.ant.main_body, 0].cpu().numpy()
+    cfrc = wp.to_torch(ant.data.cfrc_ext).cpu().numpy()
     final = res.info["final_obs"].numpy()
     # live worlds: the simulator's state; ended ones were reset, so rebuild theirs from final_obs
-    qpos, qvel = wp.to_torch(ant.data.qpos).numpy().copy(), wp.to_torch(ant.data.qvel).numpy().copy()
+    qpos, qvel = wp.to_torch(ant.data.qpos).cpu().numpy().copy(), wp.to_torch(ant.data.qvel).cpu().numpy().copy()
     assert (res.terminated | res.truncated).tolist() == [True] * 3 + [False] * (len(states) - 3)
     qpos[:3, 2:], qvel[:3] = final[:3, :13], final[:3, 13:27]
     qvel[2] = np.nan  # what the simulator held for world 2
@@ -210,14 +212,14 @@ def test_friction_per_world_matches_mujoco_c(mode, states, gym_ant):
     state = calm[int(np.argmax(contacts))]  # the most contacts: friction matters most
     schedule = {"kind": "piecewise", "low": 0.05, "high": 2.0}
     cfg = EnvConfig(kwargs=FULL_OBS, friction={"mode": mode, "schedule": schedule})
-    env = WarpAntVecEnv(cfg, num_runs=4, device="cpu")
+    env = WarpAntVecEnv(cfg, num_runs=4, device=WARP_DEVICE)
     seeds = [6, 3, 2, 4]  # frictions 0.082, 0.115, 0.849, 1.503
     env.reset(seeds)
     friction = env.state_dict()["friction"].numpy()
     expected = [cfg.friction.schedule.at(s, 0) for s in seeds]
     np.testing.assert_allclose(friction, expected, rtol=1e-6)
     env.set_state(*(f32([state[k]] * 4) for k in range(3)))
-    res = env.step(f32([state[3]] * 4))
+    res = on_cpu(env.step(f32([state[3]] * 4)))
 
     reference = gym.make("Ant-v5", include_cfrc_ext_in_observation=True)
     reference.reset(seed=0)
@@ -239,7 +241,7 @@ def test_friction_schedule_follows_the_cpu_backends_clock(apply):
     # every 3 steps, so the two apply modes give different sequences
     friction = FrictionConfig(schedule={"kind": "cycle", "values": [0.5, 1.0, 1.5], "every": 5}, apply=apply)
     cfg = EnvConfig(friction=friction, envs_per_run=2, max_episode_steps=3)
-    envs = [WarpAntVecEnv(cfg, num_runs=2, device="cpu", capture=capture) for capture in (True, False)]
+    envs = [WarpAntVecEnv(cfg, num_runs=2, device=WARP_DEVICE, capture=capture) for capture in (True, False)]
     wp = warp_runtime.import_warp()[0]
     gen = torch.Generator().manual_seed(1)
     actions = [torch.rand(4, 8, generator=gen) * 2 - 1 for _ in range(12)]
@@ -251,8 +253,8 @@ def test_reset_noise_has_ant_v5_distribution_and_depends_on_the_run_only():
     from scipy import stats
 
     cfg = EnvConfig(friction=CONSTANT, envs_per_run=200)
-    env = WarpAntVecEnv(cfg, num_runs=2, device="cpu")
-    obs = env.reset([11, 12]).numpy()
+    env = WarpAntVecEnv(cfg, num_runs=2, device=WARP_DEVICE)
+    obs = env.reset([11, 12]).cpu().numpy()
     scale = 0.1
     qpos_noise = obs[:, :13] - env.ant.mjm.qpos0[2:]
     qvel_noise = obs[:, 13:27] / scale
@@ -260,8 +262,8 @@ def test_reset_noise_has_ant_v5_distribution_and_depends_on_the_run_only():
     assert stats.kstest(qpos_noise.ravel(), "uniform", args=(-scale, 2 * scale)).pvalue > 1e-3
     assert stats.kstest(qvel_noise.ravel(), "norm").pvalue > 1e-3
     assert len(np.unique(obs, axis=0)) == len(obs)
-    np.testing.assert_array_equal(env.reset([11, 12]).numpy(), obs)  # seeded
-    alone = WarpAntVecEnv(cfg, num_runs=1, device="cpu").reset([12]).numpy()
+    np.testing.assert_array_equal(env.reset([11, 12]).cpu().numpy(), obs)  # seeded
+    alone = WarpAntVecEnv(cfg, num_runs=1, device=WARP_DEVICE).reset([12]).cpu().numpy()
     np.testing.assert_array_equal(alone, obs[200:])  # run 1 of the group draws what it draws alone
 
 
@@ -270,12 +272,12 @@ def test_state_dict_continues_exactly():
     cfg = EnvConfig(friction=friction, envs_per_run=2, max_episode_steps=4)
     gen = torch.Generator().manual_seed(2)
     actions = [torch.rand(4, 8, generator=gen) * 2 - 1 for _ in range(10)]
-    check_resumes_exactly([WarpAntVecEnv(cfg, num_runs=2, device="cpu") for _ in range(2)], [1, 2], actions)
+    check_resumes_exactly([WarpAntVecEnv(cfg, num_runs=2, device=WARP_DEVICE) for _ in range(2)], [1, 2], actions)
 
 
 @pytest.mark.parametrize(("setting", "value"), [("njmax", 2), ("nconmax", 1)])
 def test_buffer_overflow_is_an_error_naming_the_setting(setting, value):
-    env = WarpAntVecEnv(EnvConfig(friction=CONSTANT), num_runs=1, device="cpu", **{setting: value})
+    env = WarpAntVecEnv(EnvConfig(friction=CONSTANT), num_runs=1, device=WARP_DEVICE, check_every=1, **{setting: value})
     env.reset([0])
     with pytest.raises(RuntimeError, match=f"raise it, WarpAntVecEnv\\(..., {setting}=...\\)"):
         for _ in range(20):  # the ant lands on its legs within a few steps
