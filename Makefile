@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint format install clean-venv
+.PHONY: demo test test-slow lint format install clean-venv gpu-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,8 @@ format: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The GPU check of the warp backend on a CUDA machine (scripts/gpu_check.sh: its own install, with
+# the machine's python3 and CUDA torch; WHEELHOUSE=<dir of wheels> without network). Not in `make test`.
+gpu-check:
+	bash scripts/gpu_check.sh

@@ -101,21 +101,29 @@ def measure(
     return {"worlds": worlds, **medians, "torch_mib": torch_mib, "warp_mib": warp_mib}
 
 
+def table_header(device: str) -> str:
+    """The two header lines of :func:`format_table`."""
+    return (
+        f"warp backend, Ant-v5, device {device}: env steps per second (median over repeats)\n"
+        f"{'worlds':>8} {'sim':>14} {'vecenv':>14} {'ms/batch step':>14} {'torch MiB':>10} {'Warp MiB':>10}"
+    )
+
+
+def format_row(row: dict[str, float]) -> str:
+    """One :func:`measure` row as a line of the table (memory ``n/a`` where not measured)."""
+    ms = 1e3 * row["worlds"] / row["sim"]
+    mib = [f"{m:>10,.0f}" if not math.isnan(m) else f"{'n/a':>10}" for m in (row["torch_mib"], row["warp_mib"])]
+    return f"{row['worlds']:>8d} {row['sim']:>14,.0f} {row['vecenv']:>14,.0f} {ms:>14.3f} {' '.join(mib)}"
+
+
 def format_table(rows: Sequence[dict[str, float]], device: str) -> str:
-    """A plain-text table of :func:`measure` rows (memory ``n/a`` where not measured)."""
-    lines = [
-        f"warp backend, Ant-v5, device {device}: env steps per second (median over repeats)",
-        f"{'worlds':>8} {'sim':>14} {'vecenv':>14} {'ms/batch step':>14} {'torch MiB':>10} {'Warp MiB':>10}",
-    ]
-    for row in rows:
-        ms = 1e3 * row["worlds"] / row["sim"]
-        mib = [f"{m:>10,.0f}" if not math.isnan(m) else f"{'n/a':>10}" for m in (row["torch_mib"], row["warp_mib"])]
-        lines.append(f"{row['worlds']:>8d} {row['sim']:>14,.0f} {row['vecenv']:>14,.0f} {ms:>14.3f} {' '.join(mib)}")
-    return "\n".join(lines)
+    """A plain-text table of :func:`measure` rows."""
+    return "\n".join([table_header(device), *map(format_row, rows)])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: measure the world counts given and print the table."""
+    """Command line: measure the world counts given and print the table, a row as soon as it is
+    measured (a run stopped by a time limit keeps the rows it finished)."""
     parser = argparse.ArgumentParser(prog="python -m rlplast.bench.warp", description=__doc__.split("\n\n")[0])
     parser.add_argument("--worlds", type=int, nargs="+", default=list(DEFAULT_WORLDS))
     parser.add_argument("--steps", type=int, default=200, help="env steps per timed repeat")
@@ -126,11 +134,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not warp_available():
         parser.error("no CUDA GPU with mujoco_warp here (pip install 'rlplast[gpu]'); try --device cpu --worlds 4")
-    rows = [
-        measure(n, args.steps, args.repeats, args.device, nconmax=args.nconmax, njmax=args.njmax) for n in args.worlds
-    ]
     cuda = args.device.startswith("cuda")
-    print(format_table(rows, f"{args.device} ({torch.cuda.get_device_name(args.device)})" if cuda else args.device))
+    print(table_header(f"{args.device} ({torch.cuda.get_device_name(args.device)})" if cuda else args.device))
+    for n in args.worlds:
+        row = measure(n, args.steps, args.repeats, args.device, nconmax=args.nconmax, njmax=args.njmax)
+        print(format_row(row), flush=True)  # the header goes out with it
 
 
 if __name__ == "__main__":
