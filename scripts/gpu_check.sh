@@ -11,9 +11,10 @@
 #
 # On a CUDA machine without network, from a folder of wheels made by scripts/gpu_wheels.sh:
 #   WHEELHOUSE=/path/to/wheels OUT=/path/to/out bash scripts/gpu_check.sh
-# With network, leave WHEELHOUSE unset (packages from the index). Tiny, on Warp's CPU device:
+# With network, leave WHEELHOUSE unset (packages from the index). Tiny, on Warp's CPU device (a
+# check of the script itself: no time goal there, so longer limits and an early SIGTERM):
 #   GPU_CHECK_DEVICE=cpu GPU_CHECK_WORLDS="16 32" GPU_CHECK_STEPS=4096 GPU_CHECK_SEEDS=0-1 \
-#     GPU_CHECK_TERM_AFTER=0 GPU_CHECK_TIMEOUT_TRAIN=600 OUT=/tmp/gpu-check bash scripts/gpu_check.sh
+#     OUT=/tmp/gpu-check bash scripts/gpu_check.sh
 set -uo pipefail # no -e: a step's failure is recorded, not fatal
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,14 +31,19 @@ METHOD=${GPU_CHECK_METHOD:-ppo_cbp}
 SEEDS=${GPU_CHECK_SEEDS:-0-7}
 STEPS=${GPU_CHECK_STEPS:-2M}
 SET=${GPU_CHECK_SET:-}               # extra config overrides, e.g. "env.envs_per_run=64"
-TERM_AFTER=${GPU_CHECK_TERM_AFTER:-60} # seconds of training before the SIGTERM (at the earliest)
-# Time limits in seconds. Their sum plus the kill grace of each (10 s; 20 s for the training)
-# is 465 s: under 8 minutes whatever happens. The training's limit covers both of its runs; what
-# the first leaves is the second's, which the limit stops with SIGTERM (it saves) if not done.
-T_INSTALL=${GPU_CHECK_TIMEOUT_INSTALL:-70}
-T_TESTS=${GPU_CHECK_TIMEOUT_TESTS:-140}
-T_BENCH=${GPU_CHECK_TIMEOUT_BENCH:-75}
-T_TRAIN=${GPU_CHECK_TIMEOUT_TRAIN:-150}
+# Seconds of training before the SIGTERM (at the earliest), and the time limits in seconds. On
+# CUDA their sum plus the kill grace of each (10 s; 20 s for the training) is 470 s: under 8
+# minutes whatever happens. The tests get the most: on a fresh machine they compile mujoco_warp's
+# CUDA kernels for each model they build (Warp caches them for the steps after). The training's limit covers both of its runs; what the first leaves
+# is the second's, which the limit stops with SIGTERM (it saves) if not done. On the CPU (tiny
+# sizes, a check of this script): the SIGTERM during the first update, so that a run of a few
+# updates is still stopped partway, and limits that a slow CPU meets.
+if [ "$DEVICE" = cpu ]; then defaults=(0 600 900 600 900); else defaults=(50 45 170 75 130); fi
+TERM_AFTER=${GPU_CHECK_TERM_AFTER:-${defaults[0]}}
+T_INSTALL=${GPU_CHECK_TIMEOUT_INSTALL:-${defaults[1]}}
+T_TESTS=${GPU_CHECK_TIMEOUT_TESTS:-${defaults[2]}}
+T_BENCH=${GPU_CHECK_TIMEOUT_BENCH:-${defaults[3]}}
+T_TRAIN=${GPU_CHECK_TIMEOUT_TRAIN:-${defaults[4]}}
 
 mkdir -p "$OUT" || exit 2
 OUT=$(cd "$OUT" && pwd)
@@ -81,7 +87,9 @@ install_packages() {
     mapfile -t reqs < <("$PY" scripts/gpu_check.py requirements) || return 1
     local source=(--no-index --find-links "$WHEELHOUSE")
     [ -n "$WHEELHOUSE" ] || source=()
-    "$PY" -m pip install --no-deps --no-compile --disable-pip-version-check --target "$SITE" "${source[@]}" "${reqs[@]}"
+    # --upgrade: replace what torch's install (from the index) put there, with the pinned versions
+    "$PY" -m pip install --no-deps --no-compile --disable-pip-version-check --upgrade --target "$SITE" \
+        "${source[@]}" "${reqs[@]}"
 }
 export -f install_packages
 export PY SITE WHEELHOUSE
@@ -111,7 +119,7 @@ export DEVICE
 
 TORCH_BEFORE=$("$PY" -c "import torch; print(torch.__version__, torch.__file__)" 2>/dev/null)
 t_install=$(now)
-step install-torch "$T_INSTALL" install.log "" bash -c install_torch
+step install-torch "$T_INSTALL" install.log "this Python's own, else from the index" bash -c install_torch
 step install-packages "$(awk -v t="$T_INSTALL" -v u="$(since "$t_install")" 'BEGIN { r = int(t - u); print (r > 1 ? r : 1) }')" \
     install.log "${WHEELHOUSE:+from WHEELHOUSE}" bash -c install_packages
 
@@ -143,7 +151,7 @@ if command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$OUT/environment.txt" 2>&1
 fi
 cat "$OUT/environment.txt" | tee -a "$OUT/install.log"
-record import-check "$(since "$t0")" "$rc" install.log "torch, Warp and rlplast import; the GPU is seen"
+record import-check "$(since "$t0")" "$rc" install.log "torch, Warp and rlplast import; on cuda, torch sees the GPU"
 
 # ---- 2. parity tests on the device ------------------------------------------------------------------
 
