@@ -32,13 +32,15 @@ SEEDS=${GPU_CHECK_SEEDS:-0-7}
 STEPS=${GPU_CHECK_STEPS:-2M}
 SET=${GPU_CHECK_SET:-}               # extra config overrides, e.g. "env.envs_per_run=64"
 # Seconds of training before the SIGTERM (at the earliest), and the time limits in seconds. On
-# CUDA their sum plus the kill grace of each (10 s; 20 s for the training) is 470 s: under 8
-# minutes whatever happens. The tests get the most: on a fresh machine they compile mujoco_warp's
-# CUDA kernels for each model they build (Warp caches them for the steps after). The training's limit covers both of its runs; what the first leaves
-# is the second's, which the limit stops with SIGTERM (it saves) if not done. On the CPU (tiny
-# sizes, a check of this script): the SIGTERM during the first update, so that a run of a few
-# updates is still stopped partway, and limits that a slow CPU meets.
-if [ "$DEVICE" = cpu ]; then defaults=(0 600 900 600 900); else defaults=(50 45 170 75 130); fi
+# CUDA their sum (400 s), the import check's 20 s and the kill grace of each step (5 s; 20 s for
+# the training, whose run saves after its update) come to 465 s: under 8 minutes whatever
+# happens. The tests get the most: on a fresh machine they compile mujoco_warp's CUDA kernels for
+# each model they build (Warp caches them for the steps after). The training's limit covers both
+# of its runs; what the first leaves is the second's, which the limit stops with SIGTERM (it
+# saves) if not done. On the CPU (tiny sizes, a check of this script): the SIGTERM during the
+# first update, so that a run of a few updates is still stopped partway, and limits that a slow
+# CPU meets.
+if [ "$DEVICE" = cpu ]; then defaults=(0 600 900 600 900); else defaults=(45 40 165 70 125); fi
 TERM_AFTER=${GPU_CHECK_TERM_AFTER:-${defaults[0]}}
 T_INSTALL=${GPU_CHECK_TIMEOUT_INSTALL:-${defaults[1]}}
 T_TESTS=${GPU_CHECK_TIMEOUT_TESTS:-${defaults[2]}}
@@ -58,6 +60,8 @@ echo "gpu check: device $DEVICE, output $OUT, work folder $WORK"
 
 now() { echo "$EPOCHREALTIME"; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+# left LIMIT SPENT: whole seconds left of LIMIT (at least 1)
+left() { awk -v t="$1" -v u="$2" 'BEGIN { r = int(t - u); print (r > 1 ? r : 1) }'; }
 
 # record NAME SECONDS RC LOG NOTE: one line of OUT/steps.tsv, and the same on the console
 record() {
@@ -71,7 +75,7 @@ step() {
     shift 4
     t0=$(now)
     echo "== $name (limit ${limit} s): $*" | tee -a "$OUT/$log"
-    timeout -k 10 "$limit" "$@" 2>&1 | tee -a "$OUT/$log"
+    timeout -k 5 "$limit" "$@" 2>&1 | tee -a "$OUT/$log"
     local rc=$?
     record "$name" "$(since "$t0")" "$rc" "$log" "$note"
     return "$rc"
@@ -120,8 +124,8 @@ export DEVICE
 TORCH_BEFORE=$("$PY" -c "import torch; print(torch.__version__, torch.__file__)" 2>/dev/null)
 t_install=$(now)
 step install-torch "$T_INSTALL" install.log "this Python's own, else from the index" bash -c install_torch
-step install-packages "$(awk -v t="$T_INSTALL" -v u="$(since "$t_install")" 'BEGIN { r = int(t - u); print (r > 1 ? r : 1) }')" \
-    install.log "${WHEELHOUSE:+from WHEELHOUSE}" bash -c install_packages
+step install-packages "$(left "$T_INSTALL" "$(since "$t_install")")" install.log "${WHEELHOUSE:+from WHEELHOUSE}" \
+    bash -c install_packages
 
 # What runs, and a check that it is the machine's torch and that it sees the GPU.
 environment() {
@@ -145,7 +149,9 @@ if device.startswith("cuda") and not torch.cuda.is_available():
 EOF
 }
 t0=$(now)
-environment >"$OUT/environment.txt" 2>&1
+export -f environment
+export TORCH_BEFORE
+timeout -k 5 20 bash -c environment >"$OUT/environment.txt" 2>&1
 rc=$?
 if command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$OUT/environment.txt" 2>&1
@@ -185,8 +191,9 @@ train() {
         t=$(since "$t0")
         if [ -z "$seen" ] && grep -q '^training \|^resuming ' "$WORK/run1.log"; then seen=$t; fi
         if [ -z "$sent" ]; then
-            if { [ -n "$seen" ] && awk -v t="$t" -v s="$seen" -v a="$TERM_AFTER" 'BEGIN { exit !(t >= a && t >= s + 2) }'; } ||
-                awk -v t="$t" -v b="$budget" 'BEGIN { exit !(t >= b / 2) }'; then
+            # due: TERM_AFTER passed and 2 s since the line; or half the limit, line or not
+            if awk -v t="$t" -v s="${seen:--1}" -v a="$TERM_AFTER" -v b="$budget" \
+                'BEGIN { exit !((s >= 0 && t >= a && t >= s + 2) || t >= b / 2) }'; then
                 echo "sending SIGTERM after $t s"
                 kill -TERM "$pid" && sent=$t
             fi
@@ -206,11 +213,11 @@ train() {
     echo "checkpoint at step ${ckpt:-none}"
 
     # Run 2: the same command resumes, for what is left of the limit (then SIGTERM: it saves).
-    local left
-    left=$(awk -v b="$budget" -v w="$wall1" 'BEGIN { r = int(b - w); print (r > 1 ? r : 1) }')
-    echo "== run 2 (limit $left s): the same command"
+    local rest
+    rest=$(left "$budget" "$wall1")
+    echo "== run 2 (limit $rest s): the same command"
     t0=$(now)
-    timeout -k 20 "$left" "${cmd[@]}" >"$WORK/run2.log" 2>&1
+    timeout -k 20 "$rest" "${cmd[@]}" >"$WORK/run2.log" 2>&1
     local rc2=$? wall2
     wall2=$(since "$t0")
     cat "$WORK/run2.log"
