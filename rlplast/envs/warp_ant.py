@@ -47,6 +47,7 @@ from rlplast.envs.warp_runtime import (
     noise_keys,
     raise_on_overflow,
     resolve_device,
+    restore_tensors,
     warp_available,
 )
 
@@ -319,11 +320,8 @@ class WarpAntVecEnv(VecEnv):
                 f"state is for backend {state.get('backend')!r} with {state.get('num_envs')} envs; "
                 f"this env is {self.backend!r} with {self.num_envs} envs"
             )
-        for key, value in [*state["sim"].items(), *((k, state[k]) for k in STATE_BUFFERS)]:
-            target = self._sim[key] if key in self._sim else self._t[key]
-            if tuple(value.shape) != tuple(target.shape):
-                raise ValueError(f"state {key!r} has shape {tuple(value.shape)}, expected {tuple(target.shape)}")
-            target.copy_(value)
+        saved = [*state["sim"].items(), *((k, state[k]) for k in STATE_BUFFERS)]
+        restore_tensors(saved, lambda key: self._sim[key] if key in self._sim else self._t[key])
         self.seeds = check_seeds(state["seeds"], self.num_runs)
         self.run_steps[:] = np.asarray(state["run_steps"])
         self._run_steps_dev.copy_(torch.as_tensor(self.run_steps))

@@ -50,6 +50,7 @@ from rlplast.envs.warp_runtime import (
     noise_keys,
     raise_on_overflow,
     resolve_device,
+    restore_tensors,
 )
 
 # Simulator state that state_dict saves; per-world buffers of this env that it saves too.
@@ -363,11 +364,8 @@ class WarpTaskVecEnv(VecEnv):
                 f"state is for backend {state.get('backend')!r} on {state.get('env_id')!r} with "
                 f"{state.get('num_envs')} envs; this env is {self.backend!r} on {self.cfg.id!r} with {self.num_envs}"
             )
-        for key, value in [*state["sim"].items(), *((k, state[k]) for k in STATE_BUFFERS)]:
-            target = self._state[key] if key in SIM_STATE else self._t[key]
-            if tuple(value.shape) != tuple(target.shape):
-                raise ValueError(f"state {key!r} has shape {tuple(value.shape)}, expected {tuple(target.shape)}")
-            target.copy_(value)
+        saved = [*state["sim"].items(), *((k, state[k]) for k in STATE_BUFFERS)]
+        restore_tensors(saved, lambda key: self._state[key] if key in SIM_STATE else self._t[key])
         self.seeds = check_seeds(state["seeds"], self.num_runs)
         self.run_steps[:] = np.asarray(state["run_steps"])
         self._run_steps_dev.copy_(torch.as_tensor(self.run_steps))

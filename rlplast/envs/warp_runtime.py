@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 if TYPE_CHECKING:
     from rlplast.envs.schedules import ScheduleConfig
@@ -195,6 +196,16 @@ class ScheduleTargets:
                 host = host.pin_memory()
             self.target.copy_(host, non_blocking=True)
             self._host = targets
+
+
+def restore_tensors(saved: Iterable[tuple[str, Tensor]], target_of: Callable[[str], Tensor]) -> None:
+    """Copy each saved ``(key, tensor)`` into ``target_of(key)`` in place (device buffers that a
+    captured graph reads), or raise ValueError naming the first key whose shape differs."""
+    for key, value in saved:
+        target = target_of(key)
+        if tuple(value.shape) != tuple(target.shape):
+            raise ValueError(f"state {key!r} has shape {tuple(value.shape)}, expected {tuple(target.shape)}")
+        target.copy_(value)
 
 
 def raise_on_overflow(mjw: ModuleType, flags: np.ndarray, sizes: dict[str, int], env: str, since: int) -> None:
