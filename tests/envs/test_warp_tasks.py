@@ -163,6 +163,11 @@ def test_state_dict_continues_exactly():
     other = WarpTaskVecEnv(cfg.model_copy(update={"id": "Walker2d-v5"}), num_runs=2, device=WARP_DEVICE)
     with pytest.raises(ValueError, match="state is for backend 'warp' on 'Hopper-v5'"):
         other.load_state_dict(envs[0].state_dict())
+    # a saved buffer of another shape is named, and nothing after it is written
+    state = envs[0].state_dict()
+    state["sim"]["qvel"] = state["sim"]["qvel"][:, :-1]
+    with pytest.raises(ValueError, match=r"state 'qvel' has shape \(4, 5\), expected \(4, 6\)"):
+        envs[1].load_state_dict(state)
 
 
 def test_nonfinite_actions_and_overflow_are_errors():
